@@ -1,0 +1,271 @@
+"""Corpus files -> a stream of Documents, with counts of every line that could not be read.
+
+Formats, chosen by file name:
+- `*.txt`, `*.text`, `*.md`: one document per file (undecodable bytes become U+FFFD and are counted);
+- `*.jsonl`, `*.ndjson`, `*.json` (JSON Lines), optionally `.gz` or `.zst` compressed: one document
+  per line, text in `text_field`;
+- `*.parquet`: one document per row, text in column `text_field`, read in record batches;
+- a directory written by `datasets.Dataset.save_to_disk` (every split, in name order);
+- any other directory: every supported file below it, in sorted path order; a glob likewise.
+Everything streams: memory is bounded by one line / one record batch, never the corpus.
+A malformed line, a non-UTF-8 line, a missing text field or an empty file is counted in
+`ReadStats` and skipped; with `strict=True` it is a DataError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from domainlm.errors import DataError
+
+TEXT_SUFFIXES = (".txt", ".text", ".md")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+COMPRESSION_SUFFIXES = (".gz", ".zst")
+PARQUET_SUFFIXES = (".parquet",)
+_MAX_PROBLEMS_KEPT = 20
+_PARQUET_BATCH_ROWS = 1024
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document: its text, the source (corpus) name, and an id that traces it to file and line."""
+
+    text: str
+    source: str
+    doc_id: str
+
+
+@dataclass
+class ReadStats:
+    """What a read saw; `problems` keeps the first few messages for the report."""
+
+    num_files: int = 0
+    num_documents: int = 0
+    num_bytes: int = 0
+    num_malformed: int = 0
+    num_non_utf8: int = 0
+    num_empty_files: int = 0
+    num_empty_documents: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def num_skipped(self) -> int:
+        return self.num_malformed + self.num_non_utf8 + self.num_empty_documents
+
+    def as_dict(self) -> dict:
+        return {
+            "files": self.num_files,
+            "documents": self.num_documents,
+            "bytes": self.num_bytes,
+            "malformed_lines": self.num_malformed,
+            "non_utf8": self.num_non_utf8,
+            "empty_files": self.num_empty_files,
+            "empty_documents": self.num_empty_documents,
+            "problems": list(self.problems),
+        }
+
+
+def _is_dataset_dir(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
+def _kind_of(path: Path) -> str | None:
+    """'text', 'jsonl', 'parquet' or None (unsupported) from the file name."""
+    name = path.name.lower()
+    for comp in COMPRESSION_SUFFIXES:
+        if name.endswith(comp):
+            name = name[: -len(comp)]
+            return "jsonl" if name.endswith(JSONL_SUFFIXES) else None
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(TEXT_SUFFIXES):
+        return "text"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def _expand_one(spec: str | Path) -> list[Path]:
+    path = Path(spec).expanduser()
+    if any(ch in str(spec) for ch in "*?["):
+        return sorted(p for match in glob.glob(str(path), recursive=True) for p in _expand_one(match))
+    if path.is_dir():
+        if _is_dataset_dir(path):
+            return [path]
+        return sorted(p for p in path.rglob("*") if p.is_file() and _kind_of(p) is not None)
+    if path.is_file():
+        if _kind_of(path) is None:
+            raise DataError(
+                f"{path}: unsupported file type; use .txt, .jsonl/.json (optionally .gz/.zst), "
+                ".parquet, or a `datasets` save_to_disk directory"
+            )
+        return [path]
+    raise DataError(f"{spec}: no such file or directory; check the corpus path")
+
+
+def expand_paths(specs: list[str | Path]) -> list[Path]:
+    """Files (and dataset dirs) named by paths, folders and globs, in a deterministic order."""
+    files: list[Path] = []
+    for spec in specs:
+        found = _expand_one(spec)
+        if not found:
+            raise DataError(f"{spec}: matches no corpus files (.txt, .jsonl[.gz|.zst], .parquet)")
+        files.extend(p for p in found if p not in files)
+    return files
+
+
+def _open_binary_lines(path: Path) -> io.BufferedIOBase:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".zst"):
+        import zstandard
+
+        raw = open(path, "rb")  # noqa: SIM115 - closed through the wrapping reader
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+    return open(path, "rb")  # noqa: SIM115 - caller closes
+
+
+class CorpusReader:
+    """Iterate the documents of one corpus (any mix of supported files), counting what is skipped.
+
+    Iterating again re-reads the files and resets `stats`.
+    """
+
+    def __init__(
+        self,
+        paths: list[str | Path] | str | Path,
+        source: str | None = None,
+        text_field: str = "text",
+        strict: bool = False,
+    ) -> None:
+        specs = [paths] if isinstance(paths, str | Path) else list(paths)
+        if not specs:
+            raise DataError(f"corpus {source or ''!r}: no paths given; name at least one file, folder or glob")
+        self.files = expand_paths(specs)
+        self.source = source or Path(specs[0]).name.split(".")[0]
+        self.text_field = text_field
+        self.strict = strict
+        self.stats = ReadStats()
+
+    def __iter__(self) -> Iterator[Document]:
+        self.stats = ReadStats()
+        for path in self.files:
+            self.stats.num_files += 1
+            yield from self._read_file(path)
+
+    def _problem(self, counter: str, where: str, message: str) -> None:
+        if self.strict:
+            raise DataError(f"{where}: {message}; fix the input or run without --strict to skip and count it")
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        if len(self.stats.problems) < _MAX_PROBLEMS_KEPT:
+            self.stats.problems.append(f"{where}: {message}")
+
+    def _emit(self, text: str, doc_id: str) -> Iterator[Document]:
+        if not text.strip():
+            self._problem("num_empty_documents", doc_id, "empty document")
+            return
+        self.stats.num_documents += 1
+        self.stats.num_bytes += len(text.encode("utf-8"))
+        yield Document(text=text, source=self.source, doc_id=doc_id)
+
+    def _read_file(self, path: Path) -> Iterator[Document]:
+        if path.is_dir():
+            yield from self._read_dataset(path)
+            return
+        if path.stat().st_size == 0:
+            self._problem("num_empty_files", str(path), "empty file")
+            return
+        kind = _kind_of(path)
+        if kind == "text":
+            yield from self._read_text(path)
+        elif kind == "jsonl":
+            yield from self._read_jsonl(path)
+        else:
+            yield from self._read_parquet(path)
+
+    def _read_text(self, path: Path) -> Iterator[Document]:
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._problem("num_non_utf8", f"{path} byte {exc.start}", "not valid UTF-8 (bytes replaced)")
+            text = raw.decode("utf-8", errors="replace")
+        yield from self._emit(text, str(path))
+
+    def _read_jsonl(self, path: Path) -> Iterator[Document]:
+        num_lines = 0
+        with _open_binary_lines(path) as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                num_lines += 1
+                where = f"{path}:{line_no}"
+                if not raw.strip():
+                    continue
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    self._problem("num_non_utf8", where, "line is not valid UTF-8")
+                    continue
+                text = self._text_of_json_line(line, where)
+                if text is not None:
+                    yield from self._emit(text, where)
+        if num_lines == 0:
+            self._problem("num_empty_files", str(path), "empty file (nothing after decompression)")
+
+    def _text_of_json_line(self, line: str, where: str) -> str | None:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            self._problem("num_malformed", where, f"malformed JSON ({exc.msg})")
+            return None
+        text = record.get(self.text_field) if isinstance(record, dict) else None
+        if not isinstance(text, str):
+            self._problem("num_malformed", where, f"no string field {self.text_field!r}; set text_field")
+            return None
+        return text
+
+    def _read_parquet(self, path: Path) -> Iterator[Document]:
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path)
+        if self.text_field not in parquet.schema_arrow.names:
+            raise DataError(
+                f"{path}: no column {self.text_field!r} (columns: {', '.join(parquet.schema_arrow.names)}); "
+                "set text_field"
+            )
+        row = 0
+        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[self.text_field]):
+            for text in batch.column(0).to_pylist():
+                row += 1
+                if not isinstance(text, str):
+                    self._problem("num_malformed", f"{path} row {row}", f"{self.text_field!r} is not a string")
+                    continue
+                yield from self._emit(text, f"{path}#{row}")
+        if row == 0:
+            self._problem("num_empty_files", str(path), "empty file (no rows)")
+
+    def _read_dataset(self, path: Path) -> Iterator[Document]:
+        from datasets import Dataset, load_from_disk
+
+        loaded = load_from_disk(str(path))
+        splits = [("", loaded)] if isinstance(loaded, Dataset) else sorted(loaded.items())
+        for split_name, split in splits:
+            if self.text_field not in split.column_names:
+                raise DataError(
+                    f"{path}: dataset has no column {self.text_field!r} "
+                    f"(columns: {', '.join(split.column_names)}); set text_field"
+                )
+            label = f"{path}[{split_name}]" if split_name else str(path)
+            column = split.select_columns([self.text_field])
+            for index, record in enumerate(column):
+                text = record[self.text_field]
+                if not isinstance(text, str):
+                    self._problem("num_malformed", f"{label} row {index + 1}", "text is not a string")
+                    continue
+                yield from self._emit(text, f"{label}#{index + 1}")

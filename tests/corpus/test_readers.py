@@ -1,0 +1,92 @@
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from datasets import Dataset
+
+from domainlm.assets import sample_corpus
+from domainlm.corpus import CorpusReader
+from domainlm.errors import DataError
+
+RECORDS = [{"text": "first doc"}, {"text": "second doc"}, {"text": "third doc"}]
+
+
+def _jsonl_bytes(records):
+    return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
+def _texts(reader):
+    return [d.text for d in reader]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
+def test_jsonl_plain_and_compressed(tmp_path, suffix):
+    path = tmp_path / f"c{suffix}"
+    data = _jsonl_bytes(RECORDS)
+    if suffix.endswith(".gz"):
+        data = gzip.compress(data)
+    elif suffix.endswith(".zst"):
+        data = zstandard.ZstdCompressor().compress(data)
+    path.write_bytes(data)
+    reader = CorpusReader(path, source="x")
+    assert _texts(reader) == ["first doc", "second doc", "third doc"]
+    assert reader.stats.num_documents == 3
+    assert reader.stats.num_bytes == len("first docsecond docthird doc")
+
+
+def test_text_files_folder_and_glob(tmp_path):
+    (tmp_path / "b.txt").write_text("bee")
+    (tmp_path / "a.txt").write_text("ay")
+    (tmp_path / "skip.bin").write_bytes(b"\x00")
+    assert _texts(CorpusReader(tmp_path)) == ["ay", "bee"]
+    assert _texts(CorpusReader(str(tmp_path / "*.txt"))) == ["ay", "bee"]
+
+
+def test_parquet_and_custom_field(tmp_path):
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"body": ["one", "two"], "id": [1, 2]}), path)
+    reader = CorpusReader(path, text_field="body")
+    docs = list(reader)
+    assert [d.text for d in docs] == ["one", "two"]
+    assert docs[1].doc_id.endswith("#2")
+
+
+def test_saved_dataset_directory(tmp_path):
+    Dataset.from_dict({"text": ["alpha", "beta"]}).save_to_disk(str(tmp_path / "ds"))
+    assert _texts(CorpusReader(tmp_path / "ds")) == ["alpha", "beta"]
+
+
+def test_malformed_non_utf8_and_empty_are_counted(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"text": "good"}\n{not json\n{"text": "caf\xe9"}\n{"other": 1}\n{"text": "  "}\n')
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    reader = CorpusReader([path, tmp_path / "empty.jsonl"])
+    assert _texts(reader) == ["good"]
+    s = reader.stats
+    assert (s.num_malformed, s.num_non_utf8, s.num_empty_documents, s.num_empty_files) == (2, 1, 1, 1)
+    assert any("bad.jsonl:2" in p for p in s.problems)
+
+
+def test_strict_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"text": "good"}\n{not json\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: malformed JSON"):
+        list(CorpusReader(path, strict=True))
+
+
+def test_missing_path_and_unsupported_type(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        CorpusReader(tmp_path / "nope.jsonl")
+    (tmp_path / "x.csv").write_text("a,b")
+    with pytest.raises(DataError, match="unsupported file type"):
+        CorpusReader(tmp_path / "x.csv")
+
+
+def test_shipped_sample_reads_with_counts():
+    reader = CorpusReader(sample_corpus("finance"), source="finance")
+    docs = list(reader)
+    assert len(docs) == 38 and reader.stats.num_skipped == 0
+    assert all(d.source == "finance" for d in docs)
