@@ -24,8 +24,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; the order is the order of the pipeline in --help.
-COMMAND_MODULES: list[str] = [
-]
+COMMAND_MODULES: list[str] = []
 
 _state = {"debug": False}
 
@@ -52,7 +51,7 @@ def main() -> None:
     try:
         app()
     except DomainLMError as exc:
-        if _state["debug"] or "--debug" in sys.argv[1:2]:
+        if _state["debug"]:
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -147,7 +147,9 @@ class CorpusReader:
     ) -> None:
         specs = [paths] if isinstance(paths, str | Path) else list(paths)
         if not specs:
-            raise DataError(f"corpus {source or ''!r}: no paths given; name at least one file, folder or glob")
+            raise DataError(
+                f"corpus {source or ''!r}: no paths given; name at least one file, folder or glob"
+            )
         self.files = expand_paths(specs)
         self.source = source or Path(specs[0]).name.split(".")[0]
         self.text_field = text_field
@@ -244,7 +246,9 @@ class CorpusReader:
             for text in batch.column(0).to_pylist():
                 row += 1
                 if not isinstance(text, str):
-                    self._problem("num_malformed", f"{path} row {row}", f"{self.text_field!r} is not a string")
+                    self._problem(
+                        "num_malformed", f"{path} row {row}", f"{self.text_field!r} is not a string"
+                    )
                     continue
                 yield from self._emit(text, f"{path}#{row}")
         if row == 0:
