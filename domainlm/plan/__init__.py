@@ -1,0 +1,1 @@
+"""Compute planning: budget / size / tokens / data -> model shape, FLOPs, time, memory per GPU."""

@@ -1,0 +1,61 @@
+"""Model shape + tokens -> training FLOPs, and measured tokens/s + GPU peak -> MFU.
+
+Two counts, both in FLOPs (multiply-add = 2):
+- `approx_training_flops` = 6·N·D (Kaplan et al. 2020; Hoffmann et al. 2022 use C = 6ND): 2 FLOPs per
+  parameter per token forward, 4 backward. The scaling laws are fitted in this unit.
+- `flops_per_token` = 6·N + 12·L·H·T (Chowdhery et al. 2022, PaLM, Appendix B): adds the attention
+  score and value matmuls (QK^T and AV, 2·2·T·H per layer per token forward, x3 for training) that
+  6N leaves out; with T = 2048 and H = 4096 they add ~6% to a 7B model. This is the numerator of
+  model FLOPs utilization (MFU): it ignores activation recomputation, so MFU does not reward it.
+
+N here is the parameters that take part in matmuls: everything except input embedding tables that
+are only looked up (a tied embedding counts once, as the LM head). `shapes.ModelShape.matmul_params`
+gives it for a shape; using the total count instead overstates FLOPs by 6·V·H per token.
+"""
+
+from __future__ import annotations
+
+SECONDS_PER_DAY = 86_400.0
+PFLOPS_DAY = 1e15 * SECONDS_PER_DAY  # one petaFLOP/s sustained for a day = 8.64e19 FLOPs
+
+
+def flops_per_token(num_params: float, num_layers: int, hidden_size: int, seq_len: int) -> float:
+    """Training FLOPs per token, 6N + 12·L·H·T (PaLM Appendix B; H = heads x head dim = hidden size)."""
+    return 6.0 * num_params + 12.0 * num_layers * hidden_size * seq_len
+
+
+def approx_training_flops(num_params: float, num_tokens: float) -> float:
+    """C = 6·N·D, the compute unit of the Chinchilla scaling laws."""
+    return 6.0 * num_params * num_tokens
+
+
+def training_flops(num_tokens: float, per_token: float) -> float:
+    """Total training FLOPs for `num_tokens` at `per_token` FLOPs each (from `flops_per_token`)."""
+    return num_tokens * per_token
+
+
+def mfu(
+    per_token: float, tokens_per_second: float, peak_flops: float | None, num_gpus: int = 1
+) -> float | None:
+    """Model FLOPs utilization: achieved model FLOP/s over the peak of `num_gpus` GPUs; None if peak unknown.
+
+    `tokens_per_second` is the throughput of those `num_gpus` together (per GPU when num_gpus=1).
+    """
+    if not peak_flops or num_gpus <= 0:
+        return None
+    return per_token * tokens_per_second / (peak_flops * num_gpus)
+
+
+def budget_flops(num_gpus: int, peak_flops: float, hours: float, utilization: float) -> float:
+    """Compute a cluster delivers: GPUs x peak FLOP/s x seconds x MFU."""
+    return num_gpus * peak_flops * hours * 3600.0 * utilization
+
+
+def training_seconds(total_flops: float, num_gpus: int, peak_flops: float, utilization: float) -> float:
+    """Wall-clock seconds to spend `total_flops` on `num_gpus` GPUs running at `utilization` of peak."""
+    return total_flops / (num_gpus * peak_flops * utilization)
+
+
+def pflops_days(total_flops: float) -> float:
+    """FLOPs in petaFLOP/s-days, the unit of GPT-3's and BloombergGPT's compute tables."""
+    return total_flops / PFLOPS_DAY
