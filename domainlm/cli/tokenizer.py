@@ -1,0 +1,141 @@
+"""`domainlm tokenizer train|extend`: corpora -> a domain tokenizer; base + corpora -> an extended one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from domainlm.config import apply_overrides, read_yaml, resolve_path, validate_config
+from domainlm.errors import ConfigError
+from domainlm.outputs import to_json
+from domainlm.progress import console
+
+app = typer.Typer(
+    help="Train a domain tokenizer, or extend a general one with domain tokens.", no_args_is_help=True
+)
+
+
+def _parse_ratios(items: list[str]) -> dict[str, float]:
+    ratios = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            ratios[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ConfigError(f"--ratio {item!r}: expected NAME=SHARE, e.g. --ratio finance=0.51")
+    return ratios
+
+
+def build_train_config(
+    config_file: Path | None, sets: list[str], corpora: list[str], ratios: list[str], flags: dict
+):
+    """defaults < YAML < --set < flags -> TrainConfig (paths in the YAML relative to its folder)."""
+    from domainlm.tokenizer.config import TrainConfig
+    from domainlm.tokenizer.resolve import resolve_corpus
+
+    data = read_yaml(config_file) if config_file else {}
+    if config_file:
+        for corpus in data.get("corpora") or []:
+            if isinstance(corpus, dict) and isinstance(corpus.get("paths"), list):
+                corpus["paths"] = [str(resolve_path(p, config_file.parent)) for p in corpus["paths"]]
+    apply_overrides(data, sets)
+    if corpora:
+        data["corpora"] = [{"name": n, "paths": [str(p)]} for n, p in map(resolve_corpus, corpora)]
+    share = _parse_ratios(ratios)
+    known = {c.get("name"): c for c in data.get("corpora") or [] if isinstance(c, dict)}
+    for name, value in share.items():
+        if name not in known:
+            raise ConfigError(
+                f"--ratio {name}={value}: no corpus named {name!r}; known: {', '.join(map(str, known))}"
+            )
+        known[name]["ratio"] = value
+    specials = {k: v for k, v in flags.pop("special_tokens").items() if v is not None}
+    if specials:
+        data.setdefault("special_tokens", {}).update(specials)
+    data.update({k: v for k, v in flags.items() if v is not None})
+    if not data.get("corpora"):
+        raise ConfigError("no training corpus; pass --corpus NAME=PATH (or a shipped name such as legal)")
+    return validate_config(TrainConfig, data, str(config_file) if config_file else "tokenizer train")
+
+
+@app.command("train")
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Output tokenizer directory.")],
+    corpus: Annotated[
+        list[str] | None, typer.Option("--corpus", help="NAME=PATH (file, folder, glob) or a shipped name.")
+    ] = None,
+    ratio: Annotated[
+        list[str] | None, typer.Option("--ratio", help="NAME=SHARE of training bytes, e.g. finance=0.51.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML with TrainConfig fields.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config field: key.sub=value.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="bpe (byte-level BPE) or unigram (Unigram over bytes).")
+    ] = None,
+    vocab_size: Annotated[
+        int | None, typer.Option("--vocab-size", help="Vocabulary size incl. specials.")
+    ] = None,
+    min_frequency: Annotated[
+        int | None, typer.Option("--min-frequency", help="BPE: minimum pair count.")
+    ] = None,
+    split_digits: Annotated[
+        bool | None, typer.Option("--split-digits/--no-split-digits", help="One token per digit.")
+    ] = None,
+    normalization: Annotated[str | None, typer.Option("--normalization", help="none, nfc or nfkc.")] = None,
+    lowercase: Annotated[
+        bool | None, typer.Option("--lowercase/--no-lowercase", help="Lowercase the text.")
+    ] = None,
+    max_train_bytes: Annotated[
+        str | None, typer.Option("--max-train-bytes", help="Cap on training text, e.g. 200M.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for document sampling.")] = None,
+    bos: Annotated[str | None, typer.Option("--bos", help="BOS token string.")] = None,
+    eos: Annotated[str | None, typer.Option("--eos", help="EOS token string (always set).")] = None,
+    pad: Annotated[str | None, typer.Option("--pad", help="PAD token string.")] = None,
+    unk: Annotated[str | None, typer.Option("--unk", help="UNK token string.")] = None,
+    mask: Annotated[str | None, typer.Option("--mask", help="Mask token for MLM, e.g. '<mask>'.")] = None,
+    sentinels: Annotated[
+        int | None, typer.Option("--sentinels", help="Number of T5 sentinels <extra_id_N>.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
+) -> None:
+    """Train a byte-level BPE or Unigram tokenizer on one or more corpora (optionally mixed by ratio)."""
+    from domainlm.tokenizer.train import train_tokenizer
+
+    flags = {
+        "model": model, "vocab_size": vocab_size, "min_frequency": min_frequency, "split_digits": split_digits,
+        "normalization": normalization, "lowercase": lowercase, "max_train_bytes": max_train_bytes, "seed": seed,
+        "special_tokens": {"bos": bos, "eos": eos, "pad": pad, "unk": unk, "mask": mask, "num_sentinels": sentinels},
+    }  # fmt: skip
+    cfg = build_train_config(config, set_ or [], corpus or [], ratio or [], flags)
+    manifest = train_tokenizer(cfg, out, overwrite=overwrite, quiet=quiet or json_out)
+    if json_out:
+        print(to_json(manifest), end="")
+        return
+    _print_train_summary(manifest, out)
+
+
+def _print_train_summary(manifest: dict, out: Path) -> None:
+    table = Table(title=f"{manifest['model']} tokenizer, vocab {manifest['vocab_size']:,} -> {out}")
+    for column in ("corpus", "documents", "MB available", "MB used", "target ratio", "realized ratio"):
+        table.add_column(column, justify="left" if column == "corpus" else "right")
+    for c in manifest["corpora"]:
+        target = "-" if c["target_ratio"] is None else f"{c['target_ratio']:.3f}"
+        table.add_row(c["name"], f"{c['documents']:,}", f"{c['bytes'] / 1e6:.2f}", f"{c['used_bytes'] / 1e6:.2f}",
+                      target, f"{c['realized_ratio']:.3f}")  # fmt: skip
+    console.print(table)
+    specials = ", ".join(f"{k}={v['token']}({v['id']})" for k, v in manifest["special_tokens"].items())
+    console.print(f"special tokens: {specials}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="tokenizer")

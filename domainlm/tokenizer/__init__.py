@@ -1,0 +1,1 @@
+"""Stage 2: corpora -> domain tokenizers (train, extend) and the vocabulary coverage report."""

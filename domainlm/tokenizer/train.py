@@ -1,0 +1,164 @@
+"""Corpora + TrainConfig -> a tokenizer directory (tokenizer.json, tokenizer_config.json, manifest.json).
+
+The training itself is the `tokenizers` library's (BpeTrainer, UnigramTrainer); this module builds
+the pipeline around it (normalizer, digit splitting, byte-level pre-tokenizer and decoder), feeds it
+the sampled corpus stream, makes the output deterministic and writes a directory that
+`transformers.AutoTokenizer.from_pretrained` loads as a fast tokenizer with its special tokens set.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from domainlm.errors import DataError
+from domainlm.outputs import atomic_output_dir, fingerprint_files, write_json
+from domainlm.progress import make_progress
+from domainlm.tokenizer.config import TrainConfig
+from domainlm.tokenizer.sampling import CorpusPlan, iter_training_texts, open_corpora, plan_sampling
+from domainlm.tokenizer.unigram import canonicalize_unigram
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = "domainlm.tokenizer/v1"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def build_pipeline(config: TrainConfig) -> Tokenizer:
+    """An untrained tokenizer with the normalizer, pre-tokenizer and decoder `config` asks for."""
+    model = models.BPE() if config.model == "bpe" else models.Unigram()
+    tokenizer = Tokenizer(model)
+    steps = []
+    if config.normalization != "none":
+        steps.append(normalizers.NFC() if config.normalization == "nfc" else normalizers.NFKC())
+    if config.lowercase:
+        steps.append(normalizers.Lowercase())
+    if steps:
+        tokenizer.normalizer = normalizers.Sequence(steps)
+    # Digits first, then GPT-2's regex split and the byte -> printable-character map: every byte
+    # sequence is representable, so nothing is unknown and decode(encode(text)) == text.
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if config.split_digits
+        else byte_level
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    return tokenizer
+
+
+def build_trainer(config: TrainConfig) -> trainers.Trainer:
+    """The library trainer with the vocabulary size, specials and byte alphabet from `config`."""
+    specials = config.special_tokens.ordered()
+    if config.model == "bpe":
+        return trainers.BpeTrainer(
+            vocab_size=config.vocab_size,
+            min_frequency=config.min_frequency,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+    return trainers.UnigramTrainer(
+        vocab_size=config.vocab_size,
+        special_tokens=specials,
+        unk_token=config.special_tokens.unk,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        max_piece_length=config.max_piece_length,
+        show_progress=False,
+    )
+
+
+def train_library_tokenizer(config: TrainConfig, plans: list[CorpusPlan], quiet: bool = True) -> Tokenizer:
+    """Stream the planned texts into the library trainer; returns the trained `tokenizers.Tokenizer`."""
+    tokenizer = build_pipeline(config)
+    total = sum(p.target_bytes or 0 for p in plans) or None
+    with make_progress(quiet) as progress:
+        task = progress.add_task("training tokenizer (MB read)", total=total / 1e6 if total else None)
+        texts = iter_training_texts(plans, on_text=lambda n: progress.advance(task, n / 1e6))
+        tokenizer.train_from_iterator(texts, build_trainer(config))
+    if sum(p.used_bytes for p in plans) == 0:
+        names = ", ".join(p.spec.name for p in plans)
+        raise DataError(f"corpora {names}: no documents with text; check the paths and text_field")
+    if config.model == "unigram":
+        tokenizer = canonicalize_unigram(tokenizer, len(config.special_tokens.ordered()))
+    return tokenizer
+
+
+def save_hf_tokenizer(tokenizer: Tokenizer, config: TrainConfig, out: Path) -> None:
+    """Write tokenizer.json + tokenizer_config.json the way transformers expects them."""
+    from transformers import PreTrainedTokenizerFast
+
+    specials = config.special_tokens
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        model_max_length=config.model_max_length,
+        extra_special_tokens=specials.sentinels(),
+        **specials.named(),
+    )
+    fast.save_pretrained(str(out))
+
+
+def train_tokenizer(config: TrainConfig, out: Path, overwrite: bool = False, quiet: bool = True) -> dict:
+    """Train, save and describe a tokenizer; returns the manifest (also written to OUT/manifest.json).
+
+    manifest.json is deterministic (same inputs -> same bytes); the wall-clock time and throughput
+    go to OUT/run.json, which is not.
+    """
+    out = Path(out)
+    plans = open_corpora(config)  # missing corpora fail here, before anything is written
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        start = time.perf_counter()
+        plan_sampling(plans, config)
+        tokenizer = train_library_tokenizer(config, plans, quiet=quiet)
+        seconds = time.perf_counter() - start
+        save_hf_tokenizer(tokenizer, config, tmp)
+        manifest = build_manifest(config, plans, tmp, tokenizer)
+        write_json(tmp / "manifest.json", manifest)
+        used_bytes = sum(p.used_bytes for p in plans)
+        write_json(
+            tmp / "run.json",
+            {
+                "train_seconds": round(seconds, 3),
+                "train_bytes": used_bytes,
+                "mb_per_second": round(used_bytes / 1e6 / max(seconds, 1e-9), 3),
+            },
+        )
+    log.info(
+        "tokenizer: %d tokens from %.1f MB in %.1fs -> %s",
+        manifest["vocab_size"],
+        used_bytes / 1e6,
+        seconds,
+        out,
+    )
+    return manifest
+
+
+def build_manifest(config: TrainConfig, plans: list[CorpusPlan], folder: Path, tokenizer: Tokenizer) -> dict:
+    """Inputs, resolved settings, special token ids and a fingerprint of the written files."""
+    specials = {
+        name: {"token": tok, "id": tokenizer.token_to_id(tok)}
+        for name, tok in config.special_tokens.named().items()
+    }
+    used = sum(p.used_bytes for p in plans) or 1
+    corpora = []
+    for plan in plans:
+        entry = plan.summary()
+        entry["realized_ratio"] = round(plan.used_bytes / used, 6)
+        corpora.append(entry)
+    return {
+        "format": MANIFEST_FORMAT,
+        "model": config.model,
+        "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
+        "special_tokens": specials,
+        "sentinels": config.special_tokens.sentinels(),
+        "eos_token_id": tokenizer.token_to_id(config.special_tokens.eos),
+        "config": config.model_dump(mode="json"),
+        "corpora": corpora,
+        "train_bytes": sum(p.used_bytes for p in plans),
+        "fingerprint": fingerprint_files([folder / name for name in TOKENIZER_FILES]),
+        "run_info": "run.json",
+    }
