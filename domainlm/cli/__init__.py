@@ -24,7 +24,9 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; the order is the order of the pipeline in --help.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "domainlm.cli.tokenizer",
+]
 
 _state = {"debug": False}
 
