@@ -1,0 +1,182 @@
+"""CLI flags or a caller's values -> validated `PlanInputs` (budget, model, data, hardware, training knobs).
+
+Every field is optional: the planner fills what is missing from what is given (see planner.py).
+Validation collects every problem and raises one ConfigError naming the flags.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from domainlm.errors import ConfigError, DataError
+from domainlm.plan.memory import OFFLOAD_LEVELS, PRECISIONS
+from domainlm.plan.scaling import FITS
+from domainlm.plan.shapes import ARCHES
+
+MIX_FORMAT = "domainlm.mix/v1"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Unique tokens available from one source and the share of training tokens it gets (None = by size)."""
+
+    name: str
+    available_tokens: float
+    ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """An explicit architecture; unset fields take the architecture's defaults."""
+
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int | None = None
+    ffn_size: int | None = None
+    tie_embeddings: bool | None = None
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything `make_plan` may use. Counts are plain numbers (FLOPs, parameters, tokens)."""
+
+    # Compute budget: total FLOPs, or a cluster for a time at an expected MFU.
+    flops: float | None = None
+    num_gpus: int | None = None
+    gpu_type: str | None = None
+    hours: float | None = None
+    mfu: float | None = None  # None = 0.4 where a time or budget needs it (reported as assumed)
+    # Model: a size, or an explicit shape; `arch` picks the counting rules.
+    params: float | None = None
+    shape: ShapeSpec | None = None
+    arch: str = "llama"
+    vocab_size: int | None = None  # None = the mix's vocabulary, else 32,000 (Llama)
+    # Data.
+    tokens: float | None = None
+    sources: tuple[DataSource, ...] = field(default=())
+    # Training.
+    seq_len: int | None = None  # None = the mix's seq_len, else 2048
+    precision: str = "bf16"
+    nodes: int = 1
+    micro_batch: int | None = None
+    global_batch_tokens: int | None = None
+    activation_checkpointing: bool | None = None  # None = only if needed to fit
+    offload: str = "none"  # most offload the recommendation may use: none, optimizer, params
+    flash_attention: bool = True
+    price_per_gpu_hour: float | None = None
+    fit: str = "besiroglu2024"
+    gpu_catalog: str | None = None
+    mix_dir: str | None = None
+
+
+def _positive(problems: list[str], flag: str, value: float | None, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    bad = value < 0 if allow_zero else value <= 0
+    if bad or (isinstance(value, float) and not math.isfinite(value)):
+        problems.append(f"{flag} must be {'>= 0' if allow_zero else '> 0'}, got {value:g}")
+
+
+def validate_inputs(inputs: PlanInputs) -> PlanInputs:
+    """Range and consistency checks that need no computation; all problems in one ConfigError."""
+    p: list[str] = []
+    for flag, value in [
+        ("--flops", inputs.flops),
+        ("--gpus", inputs.num_gpus),
+        ("--hours", inputs.hours),
+        ("--mfu", inputs.mfu),
+        ("--params", inputs.params),
+        ("--tokens", inputs.tokens),
+        ("--vocab", inputs.vocab_size),
+        ("--seq-len", inputs.seq_len),
+        ("--nodes", inputs.nodes),
+        ("--micro-batch", inputs.micro_batch),
+        ("--global-batch-tokens", inputs.global_batch_tokens),
+    ]:
+        _positive(p, flag, value)
+    _positive(p, "--price-per-gpu-hour", inputs.price_per_gpu_hour, allow_zero=True)
+    if inputs.mfu is not None and inputs.mfu > 1:
+        p.append(f"--mfu must be a fraction in (0, 1], got {inputs.mfu:g} (write 40% as 0.4)")
+    for source in inputs.sources:
+        _positive(p, f"{source.name} tokens", source.available_tokens)
+        if source.ratio is not None and not 0 < source.ratio <= 1:
+            p.append(f"{source.name} ratio must be in (0, 1], got {source.ratio:g}")
+    ratios = [s.ratio for s in inputs.sources if s.ratio is not None]
+    if ratios and len(ratios) == len(inputs.sources) and abs(sum(ratios) - 1) > 1e-6:
+        p.append(f"source ratios must sum to 1, got {sum(ratios):g}")
+    if inputs.num_gpus and inputs.nodes and inputs.num_gpus % inputs.nodes:
+        p.append(f"--gpus {inputs.num_gpus} is not divisible by --nodes {inputs.nodes}")
+    if inputs.hours is not None and inputs.num_gpus is None:
+        p.append("--hours needs --gpus and --gpu-type (the cluster the hours run on)")
+    if (inputs.hours is not None or inputs.mfu is not None) and inputs.gpu_type is None:
+        p.append("--hours/--mfu need --gpu-type to know the peak FLOP/s")
+    if inputs.arch not in ARCHES:
+        p.append(f"--arch {inputs.arch!r}: use one of {', '.join(ARCHES)}")
+    if inputs.precision not in PRECISIONS:
+        p.append(f"--precision {inputs.precision!r}: use one of {', '.join(PRECISIONS)}")
+    if inputs.offload not in OFFLOAD_LEVELS:
+        p.append(f"--offload {inputs.offload!r}: use one of {', '.join(OFFLOAD_LEVELS)}")
+    if inputs.fit not in FITS:
+        p.append(f"--fit {inputs.fit!r}: use one of {', '.join(FITS)}")
+    if inputs.shape is None and inputs.arch != "llama":
+        p.append(f"--arch {inputs.arch} needs an explicit shape (--layers, --hidden, --heads)")
+    if p:
+        raise ConfigError("; ".join(p))
+    return inputs
+
+
+def two_sources(
+    domain_tokens: float | None, general_tokens: float | None, domain_ratio: float | None
+) -> tuple[DataSource, ...]:
+    """--domain-tokens / --general-tokens / --domain-ratio -> sources (ratio None = by size)."""
+    if domain_ratio is not None and not 0 < domain_ratio < 1:
+        raise ConfigError(f"--domain-ratio must be in (0, 1), e.g. 0.51, got {domain_ratio:g}")
+    if domain_tokens is None and general_tokens is None:
+        if domain_ratio is not None:
+            raise ConfigError("--domain-ratio needs --domain-tokens and --general-tokens")
+        return ()
+    if domain_tokens is None or general_tokens is None:
+        if domain_ratio is not None and domain_ratio < 1:
+            raise ConfigError("--domain-ratio needs both --domain-tokens and --general-tokens")
+        only = ("domain", domain_tokens) if domain_tokens is not None else ("general", general_tokens)
+        return (DataSource(only[0], float(only[1]), 1.0),)
+    general_ratio = None if domain_ratio is None else 1.0 - domain_ratio
+    return (
+        DataSource("domain", float(domain_tokens), domain_ratio),
+        DataSource("general", float(general_tokens), general_ratio),
+    )
+
+
+@dataclass(frozen=True)
+class MixInfo:
+    """What the planner needs from a mix manifest (contract A)."""
+
+    seq_len: int
+    vocab_size: int
+    sources: tuple[DataSource, ...]
+
+
+def read_mix(mix_dir: str | Path) -> MixInfo:
+    """MIX_DIR/manifest.json -> seq_len, vocab size and each source's available tokens and target ratio."""
+    path = Path(mix_dir) / "manifest.json"
+    if not path.is_file():
+        raise DataError(f"--mix {mix_dir}: no manifest.json; point at a `domainlm mix` output directory")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or data.get("format") != MIX_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise DataError(f"{path}: format {found!r} is not {MIX_FORMAT!r}; rebuild it with `domainlm mix`")
+    try:
+        sources = tuple(
+            DataSource(str(s["name"]), float(s["available_tokens"]), float(s["target_ratio"]))
+            for s in data["sources"]
+        )
+        return MixInfo(int(data["seq_len"]), int(data["vocab_size"]), sources)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: missing or malformed field {exc}; rebuild it with `domainlm mix`") from None

@@ -1,0 +1,74 @@
+"""A `Plan` + mix directory -> a `domainlm pretrain` recipe YAML (contract D: domainlm/pretrain/config.py).
+
+The writer is the only place that knows the recipe schema; it validates what it writes against that
+schema before writing, so a plan never produces a recipe `domainlm pretrain` would reject.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from domainlm.config import dump_yaml
+from domainlm.errors import ConfigError
+from domainlm.outputs import atomic_write_text
+from domainlm.plan.planner import Plan
+
+
+def recipe_dict(plan: Plan, mix_dir: str | Path, recipe_path: Path, name: str, nodes: int) -> dict[str, Any]:
+    """The recipe mapping for `plan`: shape, batch schedule, precision, ZeRO stage, offload, launch."""
+    rec, shape = plan.recommendation, plan.shape
+    if rec is None:
+        raise ConfigError("--write-recipe: the plan has no recommended strategy (give --gpu-type and --gpus)")
+    if shape.arch != "llama":
+        raise ConfigError(f"--write-recipe: domainlm pretrain trains --arch llama, not {shape.arch}")
+    num_gpus = plan.compute.num_gpus or 1
+    mix = os.path.relpath(Path(mix_dir).resolve(), recipe_path.resolve().parent)
+    return {
+        "name": name,
+        "model": {
+            "arch": "llama",
+            "hidden_size": shape.hidden_size,
+            "num_layers": shape.num_layers,
+            "num_heads": shape.num_heads,
+            "num_kv_heads": shape.num_kv_heads,
+            "intermediate_size": shape.ffn_size,
+            "tie_embeddings": shape.tie_embeddings,
+        },
+        "data": {"mix": mix},
+        "train": {
+            "global_batch_sequences": rec.global_batch_sequences,
+            "micro_batch_size": rec.micro_batch,
+            "total_tokens": int(plan.sizing.tokens),
+            "precision": plan.precision,
+        },
+        "deepspeed": {
+            "zero_stage": rec.zero_stage,
+            "offload_optimizer": rec.offload in ("optimizer", "params"),
+            "offload_params": rec.offload == "params",
+            "activation_checkpointing": rec.activation_checkpointing,
+        },
+        "launch": {
+            "num_gpus": num_gpus // nodes,
+            "num_nodes": nodes,
+            "gpu_type": plan.compute.gpu_type,
+        },
+    }
+
+
+def write_recipe(
+    plan: Plan, mix_dir: str | Path | None, path: str | Path, nodes: int, overwrite: bool
+) -> Path:
+    """Validate the recipe against the pretrain schema, then write it atomically."""
+    path = Path(path)
+    if mix_dir is None:
+        raise ConfigError("--write-recipe needs --mix MIX_DIR: the recipe names the data it trains on")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"--write-recipe {path}: file exists; choose another path or pass --overwrite")
+    from domainlm.pretrain.config import recipe_from_dict  # the schema's owner (contract D)
+
+    data = recipe_dict(plan, mix_dir, path, path.stem, nodes)
+    recipe_from_dict(data, f"--write-recipe {path}")
+    atomic_write_text(path, "# written by `domainlm plan`; edit freely\n" + dump_yaml(data))
+    return path

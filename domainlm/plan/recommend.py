@@ -1,0 +1,177 @@
+"""Shape + GPUs + tokens -> the memory table and the recommended strategy, micro-batch and batch schedule.
+
+"Least sharding that fits with a useful micro-batch": strategies are tried from plain DDP to ZeRO-3
+with parameter offload (memory.STRATEGIES order, capped by --offload); the first whose memory leaves
+room for a useful micro-batch wins. Less sharding means less communication: ZeRO-3 all-gathers
+every parameter twice per step (1.5x DDP's traffic), offload moves the optimizer step to the CPU.
+Activation checkpointing (30-40% more compute) is turned on only when nothing fits without it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from domainlm.plan.hardware import GpuSpec
+from domainlm.plan.inputs import PlanInputs
+from domainlm.plan.memory import STRATEGIES, MemoryEstimate, Strategy, allowed_strategies, estimate_memory
+from domainlm.plan.shapes import ModelShape
+
+# A micro-batch of >= 8192 tokens keeps the matmuls large enough to run near peak (4 sequences of
+# 2048); below that, kernel launch and communication overheads dominate.
+USEFUL_MICRO_BATCH_TOKENS = 8192
+MAX_MICRO_BATCH_TOKENS = 32768  # beyond this a larger micro-batch buys no throughput, only memory
+DEFAULT_GLOBAL_BATCH_TOKENS = 4 * 1024 * 1024  # ~4M tokens: Llama 1/2; BloombergGPT ran 2-4M
+MIN_STEPS = 2000  # small runs get smaller batches so they still take enough optimizer steps
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The chosen strategy and batch schedule; times are at the plan's MFU."""
+
+    strategy: str
+    zero_stage: int
+    offload: str
+    activation_checkpointing: bool
+    num_gpus: int
+    micro_batch: int
+    max_micro_batch: int
+    useful_micro_batch: int
+    fits_useful: bool  # False = only a smaller micro-batch fits anywhere
+    gradient_accumulation: int
+    global_batch_sequences: int
+    global_batch_tokens: int
+    steps: int
+    memory_per_gpu: float
+    cpu_per_node: float
+    step_seconds: float | None
+    total_hours: float | None
+    notes: list[str] = field(default_factory=list)
+
+
+def useful_micro_batch(inputs: PlanInputs, seq_len: int) -> int:
+    return inputs.micro_batch or max(1, math.ceil(USEFUL_MICRO_BATCH_TOKENS / seq_len))
+
+
+def _estimate(inputs, shape, seq_len, num_gpus, memory, strategy: Strategy, mb: int, ckpt: bool):
+    return estimate_memory(
+        shape,
+        seq_len=seq_len,
+        micro_batch=mb,
+        precision=inputs.precision,
+        num_gpus=num_gpus,
+        strategy=strategy,
+        checkpointing=ckpt,
+        gpu_memory_bytes=memory,
+        flash_attention=inputs.flash_attention,
+    )
+
+
+def _choose(inputs, shape, seq_len, num_gpus, memory) -> tuple[Strategy, bool, bool] | None:
+    """(strategy, checkpointing, fits_useful) — the first that fits a useful micro-batch, else the roomiest."""
+    useful = useful_micro_batch(inputs, seq_len)
+    ckpts = (
+        [inputs.activation_checkpointing] if inputs.activation_checkpointing is not None else [False, True]
+    )
+    allowed = allowed_strategies(inputs.offload)
+    for ckpt in ckpts:
+        for strategy in allowed:
+            if (
+                _estimate(inputs, shape, seq_len, num_gpus, memory, strategy, useful, ckpt).max_micro_batch
+                >= useful
+            ):
+                return strategy, ckpt, True
+    if inputs.micro_batch is not None:
+        return None  # the micro-batch the user asked for fits nowhere
+    best = max(
+        ((s, c) for c in ckpts for s in allowed),
+        key=lambda sc: _estimate(inputs, shape, seq_len, num_gpus, memory, sc[0], 1, sc[1]).max_micro_batch,
+    )
+    if _estimate(inputs, shape, seq_len, num_gpus, memory, best[0], 1, best[1]).max_micro_batch < 1:
+        return None
+    return best[0], best[1], False
+
+
+def _micro_batch(inputs: PlanInputs, max_mb: int, seq_len: int, per_gpu_share: int) -> int:
+    """The user's, or the largest power of two that fits, is not wastefully large, and fills no more
+    than one optimizer step's share of sequences per GPU."""
+    if inputs.micro_batch is not None:
+        return inputs.micro_batch
+    cap = max(1, min(max_mb, MAX_MICRO_BATCH_TOKENS // seq_len, per_gpu_share))
+    return 1 << (cap.bit_length() - 1)
+
+
+def _global_batch_target(inputs: PlanInputs, tokens: float, seq_len: int) -> int:
+    """Sequences per optimizer step before rounding to micro x accumulation x GPUs."""
+    if inputs.global_batch_tokens is not None:
+        target = inputs.global_batch_tokens
+    else:
+        target = min(DEFAULT_GLOBAL_BATCH_TOKENS, tokens / MIN_STEPS)
+    return max(1, round(target / seq_len))
+
+
+def recommend(
+    inputs: PlanInputs,
+    shape: ModelShape,
+    seq_len: int,
+    tokens: float,
+    num_gpus: int,
+    gpu: GpuSpec | None,
+    peak: float | None,
+    mfu: float,
+    per_token: float,
+) -> tuple[Recommendation | None, list[MemoryEstimate]]:
+    """The memory table (every strategy at the chosen settings) and the recommendation (None = no GPU
+    given, or nothing fits)."""
+    memory = gpu.memory_bytes if gpu else float("inf")
+    target_seqs = _global_batch_target(inputs, tokens, seq_len)
+    choice = _choose(inputs, shape, seq_len, num_gpus, memory) if gpu else None
+    ckpt = choice[1] if choice else bool(inputs.activation_checkpointing)
+    if choice is None:
+        mb = inputs.micro_batch or 1
+        table = [_estimate(inputs, shape, seq_len, num_gpus, memory, s, mb, ckpt) for s in STRATEGIES]
+        return None, table
+    strategy, ckpt, fits_useful = choice
+    best = _estimate(inputs, shape, seq_len, num_gpus, memory, strategy, 1, ckpt)
+    mb = _micro_batch(inputs, best.max_micro_batch, seq_len, max(1, target_seqs // num_gpus))
+    table = [_estimate(inputs, shape, seq_len, num_gpus, memory, s, mb, ckpt) for s in STRATEGIES]
+    chosen = next(e for e in table if e.strategy == strategy.name)
+    accum = max(1, round(target_seqs / (mb * num_gpus)))
+    global_seqs = mb * num_gpus * accum
+    steps = math.ceil(tokens / (global_seqs * seq_len))
+    step_s = global_seqs * seq_len * per_token / (num_gpus * peak * mfu) if peak else None
+    notes = []
+    if not fits_useful:
+        notes.append(
+            f"no strategy fits a micro-batch of {useful_micro_batch(inputs, seq_len)} sequences; "
+            f"{strategy.name} fits {best.max_micro_batch}: expect lower MFU, or add GPUs / tensor parallelism"
+        )
+    if ckpt and inputs.activation_checkpointing is None:
+        notes.append(
+            "activation checkpointing is on because nothing fits a useful micro-batch without it: it "
+            "recomputes the forward (~33% more compute), so the same hardware gives ~1/4 lower MFU"
+        )
+    gpus_per_node = num_gpus // max(1, inputs.nodes)
+    return (
+        Recommendation(
+            strategy=strategy.name,
+            zero_stage=strategy.zero_stage,
+            offload=strategy.offload,
+            activation_checkpointing=ckpt,
+            num_gpus=num_gpus,
+            micro_batch=mb,
+            max_micro_batch=best.max_micro_batch,
+            useful_micro_batch=useful_micro_batch(inputs, seq_len),
+            fits_useful=fits_useful,
+            gradient_accumulation=accum,
+            global_batch_sequences=global_seqs,
+            global_batch_tokens=global_seqs * seq_len,
+            steps=steps,
+            memory_per_gpu=chosen.total,
+            cpu_per_node=chosen.cpu_per_gpu * gpus_per_node,
+            step_seconds=step_s,
+            total_hours=step_s * steps / 3600.0 if step_s else None,
+            notes=notes,
+        ),
+        table,
+    )
