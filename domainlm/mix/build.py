@@ -1,0 +1,163 @@
+"""Mix config -> mix directory: validate, tokenize each source, allocate, write shards + manifest.
+
+Everything that can be checked before tokenizing is (config, tokenizer and its EOS, every corpus
+path, the output directory); the whole output is built in a temp directory that is renamed into
+place only after manifest.json is written, so a killed run leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from rich.progress import Progress
+
+from domainlm.corpus import CorpusReader
+from domainlm.errors import ConfigError
+from domainlm.mix.allocate import Allocation, Supply, allocate
+from domainlm.mix.config import MixConfig
+from domainlm.mix.dataset import MANIFEST_NAME
+from domainlm.mix.encode import BatchEncoder, LoadedTokenizer, load_tokenizer, splitting_is_exact
+from domainlm.mix.shards import build_manifest, pack_val, write_train_shards
+from domainlm.mix.sources import SourceTokens, tokenize_source
+from domainlm.outputs import atomic_output_dir, write_json
+from domainlm.progress import make_progress
+
+log = logging.getLogger(__name__)
+
+_PROBE_DOCS = 4  # documents per source used to check that splitting long documents is exact
+_PROBE_CHARS = 65_536
+
+
+@dataclass
+class MixResult:
+    """What a run did; `manifest` and `out` are None for a dry run."""
+
+    allocations: list[Allocation]
+    sources: list[SourceTokens]
+    tokenizer: LoadedTokenizer
+    seconds: float
+    out: Path | None = None
+    manifest: dict | None = None
+
+    @property
+    def text_bytes(self) -> int:
+        return sum(s.text_bytes for s in self.sources)
+
+
+def _readers(config: MixConfig, strict: bool) -> list[CorpusReader]:
+    return [
+        CorpusReader(source.paths, source=name, text_field=source.text_field, strict=strict)
+        for name, source in config.sources.items()
+    ]
+
+
+def _encoder(loaded: LoadedTokenizer, readers: list[CorpusReader]) -> BatchEncoder:
+    samples = [doc.text[:_PROBE_CHARS] for reader in readers for doc in islice(iter(reader), _PROBE_DOCS)]
+    exact = splitting_is_exact(loaded.tokenizer, samples)
+    if not exact:
+        log.info("tokenizer %s: split documents would tokenize differently; encoding them whole", loaded.path)
+    return BatchEncoder(loaded, split_long=exact)
+
+
+def _tokenize_all(
+    config: MixConfig,
+    readers: list[CorpusReader],
+    encoder: BatchEncoder,
+    root: Path | None,
+    progress: Progress,
+) -> list[SourceTokens]:
+    work_dir = val_dir = None
+    if root is not None:
+        work_dir, val_dir = root / ".work", root / "val"
+        work_dir.mkdir()
+        val_dir.mkdir()
+    results = []
+    for (name, source), reader in zip(config.sources.items(), readers, strict=True):
+        task = progress.add_task(f"tokenize {name}", total=None)
+        fraction = config.val_fraction if source.val_fraction is None else source.val_fraction
+
+        def advance(num_docs: int, num_bytes: int, task=task) -> None:
+            progress.update(task, advance=num_docs)
+
+        results.append(
+            tokenize_source(name, reader, encoder, fraction, config.seed, work_dir, val_dir, advance)
+        )
+        progress.update(task, total=progress.tasks[task].completed)
+    return results
+
+
+def _allocate(config: MixConfig, sources: list[SourceTokens]) -> list[Allocation]:
+    supplies = [
+        Supply(name, cfg.ratio, tokens.tokens, cfg.max_repeats)
+        for (name, cfg), tokens in zip(config.sources.items(), sources, strict=True)
+    ]
+    return allocate(supplies, config.seq_len, config.total_tokens)
+
+
+def _tokenizer_entry(loaded: LoadedTokenizer) -> dict:
+    return {
+        "path": str(loaded.path),
+        "fingerprint": loaded.fingerprint,
+        "dtype": loaded.dtype.name,
+        "vocab_size": loaded.vocab_size,
+        "eos_token_id": loaded.eos_token_id,
+    }
+
+
+def _write_outputs(
+    root: Path, config: MixConfig, loaded: LoadedTokenizer, allocations, sources, progress: Progress
+) -> dict:
+    total = sum(a.sequences for a in allocations)
+    task = progress.add_task("write shards", total=total)
+    shards = write_train_shards(
+        root, allocations, sources, loaded.dtype, config.seed, config.shard_tokens,
+        on_block=lambda n: progress.update(task, advance=n),
+    )  # fmt: skip
+    val_sequences = [pack_val(s, config.seq_len, loaded.dtype) for s in sources]
+    shutil.rmtree(root / ".work")
+    manifest = build_manifest(
+        root,
+        config.model_dump(mode="json"),
+        _tokenizer_entry(loaded),
+        allocations,
+        sources,
+        val_sequences,
+        shards,
+    )
+    write_json(root / MANIFEST_NAME, manifest)  # last: its presence marks a complete mix
+    return manifest
+
+
+def build_mix(
+    config: MixConfig,
+    dry_run: bool = False,
+    overwrite: bool = False,
+    strict: bool = False,
+    quiet: bool = False,
+) -> MixResult:
+    """Run the mix described by `config` (a dry run tokenizes to count, and writes nothing)."""
+    started = time.perf_counter()
+    if config.tokenizer is None:
+        raise ConfigError(
+            "no tokenizer: pass --tokenizer DIR (or tokenizer.json), or set `tokenizer:` in the YAML"
+        )
+    if config.out is None and not dry_run:
+        raise ConfigError("no output directory: pass --out DIR, or set `out:` in the YAML")
+    loaded = load_tokenizer(config.tokenizer, config.eos_token)
+    readers = _readers(config, strict)
+    out = None if dry_run else Path(config.out)
+    output = contextlib.nullcontext(None) if out is None else atomic_output_dir(out, overwrite=overwrite)
+    with output as root, make_progress(quiet) as progress:
+        encoder = _encoder(loaded, readers)
+        sources = _tokenize_all(config, readers, encoder, root, progress)
+        allocations = _allocate(config, sources)
+        manifest = None
+        if root is not None:
+            manifest = _write_outputs(root, config, loaded, allocations, sources, progress)
+    return MixResult(allocations, sources, loaded, time.perf_counter() - started, out, manifest)

@@ -1,0 +1,227 @@
+"""Mix directory (manifest.json + flat token shards) -> typed manifest and torch Datasets of sequences.
+
+The read side of format `domainlm.mix/v1` (README "Mix output format"). Shards are flat arrays of
+`seq_len`-token sequences; a sample is one slice of a `np.memmap`, so `ds[i]` costs one page-cache
+read whatever the dataset size, and nothing is loaded up front.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch.utils.data import Dataset
+
+from domainlm.errors import ConfigError, DataError
+
+FORMAT = "domainlm.mix/v1"
+MANIFEST_NAME = "manifest.json"
+DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+
+
+class _ManifestModel(BaseModel):
+    # Readers ignore keys they do not know, so a newer writer's extra fields do not break them.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ShardInfo(_ManifestModel):
+    path: str  # relative to the mix directory
+    num_sequences: int
+    sha256: str
+
+
+class TrainInfo(_ManifestModel):
+    num_sequences: int
+    num_tokens: int
+    shards: list[ShardInfo]
+
+
+class ValInfo(_ManifestModel):
+    documents: int
+    tokens: int  # all held-out tokens (EOS included), before packing into whole sequences
+    bytes: int  # UTF-8 bytes of the held-out text, the denominator of bits per byte
+    sequences: int
+    path: str  # packed tokens, relative to the mix directory
+    text_path: str  # raw held-out text (jsonl.gz), relative to the mix directory
+
+
+class SourceInfo(_ManifestModel):
+    name: str
+    paths: list[str]
+    fingerprint: str
+    documents: int  # training documents (held-out ones excluded)
+    available_tokens: int  # training tokens incl. one EOS per document
+    target_ratio: float
+    tokens_taken: int
+    repeats: float  # epochs over this source's training tokens
+    realized_ratio: float
+    val: ValInfo
+
+
+class TokenizerInfo(_ManifestModel):
+    path: str
+    fingerprint: str
+
+
+class MixManifest(_ManifestModel):
+    format: str
+    seq_len: int
+    dtype: str
+    vocab_size: int
+    eos_token_id: int
+    seed: int
+    tokenizer: TokenizerInfo
+    config: dict
+    sources: list[SourceInfo]
+    train: TrainInfo
+    fingerprint: str
+    root: Path | None = None  # the mix directory it was read from (not stored in the file)
+
+    def resolve(self, relative: str) -> Path:
+        assert self.root is not None, "manifest was not read with open_mix"
+        return self.root / relative
+
+    def source(self, name: str) -> SourceInfo:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        names = ", ".join(s.name for s in self.sources)
+        raise ConfigError(f"mix {self.root}: no source {name!r} (sources: {names})")
+
+
+def open_mix(mix_dir: str | Path) -> MixManifest:
+    """Read and validate `mix_dir/manifest.json`; DataError if missing or not a domainlm mix."""
+    root = Path(mix_dir)
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        raise DataError(f"{root}: no {MANIFEST_NAME}; not a mix directory (build one with `domainlm mix`)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable manifest ({exc}); rebuild the mix") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise DataError(f"{path}: format {found!r} is not {FORMAT!r}; rebuild the mix with `domainlm mix`")
+    try:
+        manifest = MixManifest.model_validate({**data, "root": root})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise DataError(f"{path}: {where}: {first['msg']}; rebuild the mix") from None
+    if manifest.dtype not in DTYPES:
+        raise DataError(f"{path}: dtype {manifest.dtype!r} is not one of {sorted(DTYPES)}; rebuild the mix")
+    return manifest
+
+
+class PackedSequences(Dataset):
+    """`seq_len`-token sequences stored back to back in one or more flat `.bin` files.
+
+    `ds[i]` is a `torch.LongTensor[seq_len]`. Memmaps open lazily in each process (and are dropped
+    when pickled), so DataLoader workers started with spawn or fork each map the files themselves.
+    """
+
+    def __init__(self, paths: list[str | Path], seq_len: int, dtype: str | np.dtype) -> None:
+        if seq_len <= 0:
+            raise ConfigError(f"seq_len {seq_len}: must be a positive number of tokens")
+        self.paths = [Path(p) for p in paths]
+        self.seq_len = seq_len
+        self.dtype = np.dtype(DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
+        counts = [self._count(path) for path in self.paths]
+        # starts[k] = global index of the first sequence of file k; bisect finds a file in O(log files).
+        self._starts = [sum(counts[:k]) for k in range(len(counts))]
+        self._counts = counts
+        self._length = sum(counts)
+        self._maps: list[np.memmap | None] = [None] * len(self.paths)
+
+    def _count(self, path: Path) -> int:
+        if not path.is_file():
+            raise DataError(f"{path}: shard file missing; the mix directory is incomplete, rebuild it")
+        size = path.stat().st_size
+        per_sequence = self.seq_len * self.dtype.itemsize
+        if size % per_sequence:
+            raise DataError(
+                f"{path}: {size} bytes is not a whole number of {self.seq_len}-token {self.dtype} sequences; "
+                "the shard is truncated or the seq_len/dtype is wrong"
+            )
+        return size // per_sequence
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _map(self, k: int) -> np.memmap:
+        mapped = self._maps[k]
+        if mapped is None:
+            mapped = np.memmap(self.paths[k], dtype=self.dtype, mode="r")
+            self._maps[k] = mapped
+        return mapped
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError(f"sequence {index} out of range for {self._length} sequences")
+        k = bisect.bisect_right(self._starts, index) - 1
+        offset = (index - self._starts[k]) * self.seq_len
+        tokens = self._map(k)[offset : offset + self.seq_len]
+        return torch.from_numpy(tokens.astype(np.int64))
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_maps"] = [None] * len(self.paths)  # a memmap would pickle its whole contents
+        return state
+
+
+def _dataset_of(manifest: MixManifest, relative_paths: list[str]) -> PackedSequences:
+    paths = [manifest.resolve(p) for p in relative_paths]
+    return PackedSequences(paths, manifest.seq_len, manifest.dtype)
+
+
+def train_dataset(mix_dir: str | Path) -> PackedSequences:
+    """All training sequences of a mix, in the shuffled order the shards hold them."""
+    manifest = open_mix(mix_dir)
+    return _dataset_of(manifest, [shard.path for shard in manifest.train.shards])
+
+
+def val_datasets(mix_dir: str | Path) -> dict[str, PackedSequences]:
+    """Held-out sequences per source name (a source with no held-out sequence maps to an empty dataset)."""
+    manifest = open_mix(mix_dir)
+    return {source.name: _dataset_of(manifest, [source.val.path]) for source in manifest.sources}
+
+
+class RankSlice(Dataset):
+    """One data-parallel rank's disjoint, strided view of a dataset, resumable at a global sample offset.
+
+    Item k is global sample `(start_sample + k * world_size + rank) % len(dataset)`: ranks never
+    overlap within a pass, together they leave no gap, and resuming after `n` consumed global samples
+    is `start_sample=n`. `len()` is one pass per rank (len(dataset) // world_size, equal on every rank
+    so no rank waits on another); indexing past it keeps going, wrapping into the next epoch.
+    """
+
+    def __init__(self, dataset: Dataset, rank: int, world_size: int, start_sample: int = 0) -> None:
+        if world_size < 1:
+            raise ConfigError(f"world_size {world_size}: must be >= 1")
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank {rank}: must be in [0, {world_size}) for world_size {world_size}")
+        if start_sample < 0:
+            raise ConfigError(f"start_sample {start_sample}: must be >= 0 (a count of consumed samples)")
+        if len(dataset) == 0:
+            raise DataError("dataset is empty: nothing to slice across ranks; build a larger mix")
+        self.dataset = dataset
+        self.rank = rank
+        self.world_size = world_size
+        self.start_sample = start_sample
+
+    def global_index(self, k: int) -> int:
+        if k < 0:
+            raise IndexError(f"rank-local index {k} must be >= 0")
+        return (self.start_sample + k * self.world_size + self.rank) % len(self.dataset)
+
+    def __len__(self) -> int:
+        return len(self.dataset) // self.world_size
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        return self.dataset[self.global_index(k)]
