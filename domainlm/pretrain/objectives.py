@@ -1,0 +1,432 @@
+"""Packed token batches [B, T] -> model inputs and labels for the three pretraining families.
+
+Public API (what the training loop uses):
+
+- `OBJECTIVES = ("causal", "mlm", "span_corruption")`: the names a recipe may give.
+- `SpecialTokenIds`: the ids an objective needs (pad, eos, bos, mask, cls, sep, unk, sentinels,
+  all_special); `special_ids_from_tokenizer(tokenizer)` derives it from a Hugging Face tokenizer.
+- `build_objective(name, *, vocab_size, special, seq_len, seed, ...) -> Objective`.
+- `Objective`: `objective(batch, step, rank) -> dict[str, Tensor]`, ready for `model(**out)`;
+  `objective.model_family` ("causal" | "mlm" | "seq2seq"), `objective.auto_model_class()`
+  (AutoModelForCausalLM | AutoModelForMaskedLM | AutoModelForSeq2SeqLM),
+  `objective.encoder_length` / `objective.decoder_length` (fixed output shapes; the decoder length
+  is None for the single-stack families).
+- `span_corruption_lengths(tokens_length, ...)` and `compute_input_and_target_lengths(inputs_length,
+  ...)`: T5's length arithmetic, to choose the mix's `seq_len` for a wanted encoder length.
+
+Randomness comes from a `torch.Generator` seeded from (seed, step, rank) only, so a batch's masks
+are a pure function of its position: resuming at the same position rebuilds the same masks, and
+ranks never share masks. Pass as `step` a counter unique to the micro-batch on that rank (e.g.
+`optimizer_step * grad_accum + micro_step`). Every operation is element-wise, a sort or a scatter on
+the batch's own device, with no data-dependent shapes, so calling it on GPU tensors adds no host
+sync; on CPU (in the data loader) it is equally fine.
+
+No `attention_mask` is returned: packed sequences have no padding, and passing an all-ones mask
+makes transformers check it with `mask.all()` on every forward (a device-to-host sync that also
+blocks the SDPA `is_causal` fast path decision) — `None` means "attend to everything" already.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from domainlm.errors import ConfigError, DataError
+
+OBJECTIVES = ("causal", "mlm", "span_corruption")
+IGNORE_INDEX = -100  # transformers' cross-entropy ignore_index
+_SENTINEL_RE = re.compile(r"<extra_id_(\d+)>")
+
+
+@dataclass(frozen=True)
+class SpecialTokenIds:
+    """Special token ids of a tokenizer; None where the tokenizer lacks that token."""
+
+    pad: int | None = None
+    eos: int | None = None
+    bos: int | None = None
+    mask: int | None = None
+    cls: int | None = None
+    sep: int | None = None
+    unk: int | None = None
+    sentinels: tuple[int, ...] = ()  # <extra_id_0>, <extra_id_1>, ... in that order
+    all_special: tuple[int, ...] = ()  # never masked, never drawn as a random replacement
+
+    def special_set(self) -> list[int]:
+        """All special ids, named or listed, sorted and deduplicated."""
+        named = (self.pad, self.eos, self.bos, self.mask, self.cls, self.sep, self.unk)
+        ids = {i for i in named if i is not None} | set(self.all_special) | set(self.sentinels)
+        return sorted(ids)
+
+
+def special_ids_from_tokenizer(tokenizer: Any) -> SpecialTokenIds:
+    """Read a Hugging Face tokenizer's special ids, including T5 sentinels `<extra_id_N>`."""
+    found = {}
+    for token, index in tokenizer.get_vocab().items():
+        match = _SENTINEL_RE.fullmatch(token)
+        if match:
+            found[int(match.group(1))] = index
+    # Only a gap-free run <extra_id_0..n-1> is usable: span i must map to sentinel i.
+    sentinels: list[int] = []
+    while len(sentinels) in found:
+        sentinels.append(found[len(sentinels)])
+    return SpecialTokenIds(
+        pad=tokenizer.pad_token_id,
+        eos=tokenizer.eos_token_id,
+        bos=tokenizer.bos_token_id,
+        mask=tokenizer.mask_token_id,
+        cls=tokenizer.cls_token_id,
+        sep=tokenizer.sep_token_id,
+        unk=tokenizer.unk_token_id,
+        sentinels=tuple(sentinels),
+        all_special=tuple(sorted(set(tokenizer.all_special_ids) | set(sentinels))),
+    )
+
+
+def make_generator(seed: int, step: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator whose stream depends only on (seed, step, rank), mixed by numpy's SeedSequence."""
+    if min(seed, step, rank) < 0:
+        raise ValueError(f"seed, step and rank must be >= 0, got {seed}, {step}, {rank}")
+    words = np.random.SeedSequence([seed, step, rank]).generate_state(2, np.uint32)
+    generator = torch.Generator(device=device)
+    generator.manual_seed((int(words[0]) << 31) ^ int(words[1]))  # < 2**63
+    return generator
+
+
+@dataclass(frozen=True)
+class Objective(ABC):
+    """A pretraining objective: a packed batch [B, seq_len] -> keyword arguments for the model."""
+
+    seq_len: int
+    seed: int
+
+    name: str = field(init=False, default="")
+    model_family: str = field(init=False, default="")
+
+    @abstractmethod
+    def build(self, batch: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """Turn a validated batch into model inputs using `generator` for all randomness."""
+
+    @property
+    def encoder_length(self) -> int:
+        """Length of `input_ids` in every output batch."""
+        return self.seq_len
+
+    @property
+    def decoder_length(self) -> int | None:
+        """Length of `labels` / `decoder_input_ids` for encoder-decoder objectives, else None."""
+        return None
+
+    def auto_model_class(self) -> type:
+        """The transformers Auto class that builds a model for this objective."""
+        import transformers  # deferred: importing transformers costs seconds
+
+        return {
+            "causal": transformers.AutoModelForCausalLM,
+            "mlm": transformers.AutoModelForMaskedLM,
+            "seq2seq": transformers.AutoModelForSeq2SeqLM,
+        }[self.model_family]
+
+    def __call__(self, batch: Tensor, step: int, rank: int) -> dict[str, Tensor]:
+        if batch.dim() != 2 or batch.shape[1] != self.seq_len:
+            raise DataError(
+                f"objective {self.name}: expected a batch of shape [B, {self.seq_len}], got "
+                f"{list(batch.shape)}; the mix's seq_len must match the recipe's"
+            )
+        batch = batch.to(torch.long)
+        return self.build(batch, make_generator(self.seed, step, rank, batch.device))
+
+
+@dataclass(frozen=True)
+class CausalLM(Objective):
+    """Next-token prediction; labels equal the inputs because transformers shifts them inside the model."""
+
+    name: str = field(init=False, default="causal")
+    model_family: str = field(init=False, default="causal")
+
+    def build(self, batch: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        # Predicting across an EOS into the next packed document is standard (GPT-2, Llama, BloombergGPT).
+        return {"input_ids": batch, "labels": batch.clone()}
+
+
+@dataclass(frozen=True)
+class MaskedLM(Objective):
+    """BERT/RoBERTa masking: 15% of non-special tokens, of which 80% [MASK], 10% random, 10% kept.
+
+    Exactly round(mlm_probability * n) tokens (at least one) are selected in each sequence with n
+    maskable tokens, as in BERT's create_pretraining_data.py: the rate is exact, and no batch is left
+    without targets (which would make the mean loss NaN).
+
+    Packed sequences are wrapped like the inputs these models see when fine-tuned: with `wrap`,
+    [CLS] x[0:T-2] [SEP] when the tokenizer has both (BERT, RoBERTa's <s>...</s>), [CLS] x[0:T-1]
+    when it has only CLS. The length stays T; the dropped tail (2 of 512 tokens, 0.4%) is the price
+    of position 0 always holding CLS, which classification heads read downstream.
+    """
+
+    vocab_size: int = 0
+    special: SpecialTokenIds = SpecialTokenIds()
+    mlm_probability: float = 0.15
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
+    wrap: bool = True
+
+    name: str = field(init=False, default="mlm")
+    model_family: str = field(init=False, default="mlm")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.mlm_probability < 1:
+            raise ConfigError(
+                f"objective mlm: mlm_probability {self.mlm_probability} is outside (0, 1); use 0.15"
+            )
+        if self.special.mask is None:
+            raise ConfigError(
+                "objective mlm: the tokenizer has no mask token; use a tokenizer with one "
+                "(e.g. [MASK] or <mask>)"
+            )
+        if self.wrap and self.special.cls is not None and self.seq_len < 3:
+            raise ConfigError(f"objective mlm: seq_len {self.seq_len} is too short; use 8 or more")
+        special = torch.tensor(self.special.special_set(), dtype=torch.long)
+        candidates = torch.arange(self.vocab_size)
+        replacements = candidates[~torch.isin(candidates, special)]
+        if replacements.numel() == 0:
+            raise ConfigError(f"objective mlm: vocab_size {self.vocab_size} has no non-special token")
+        # Frozen dataclass: cache derived tensors through object.__setattr__.
+        object.__setattr__(self, "_special", special)
+        object.__setattr__(self, "_replacements", replacements)
+
+    def wrap_with_cls_sep(self, batch: Tensor) -> Tensor:
+        """Put CLS first (and SEP last) without changing the length; see the class docstring."""
+        cls_id, sep_id = self.special.cls, self.special.sep
+        if not self.wrap or cls_id is None:
+            return batch
+        size = batch.shape[0]
+        parts = [batch.new_full((size, 1), cls_id)]
+        if sep_id is None:
+            parts.insert(1, batch[:, : self.seq_len - 1])
+        else:
+            parts += [batch[:, : self.seq_len - 2], batch.new_full((size, 1), sep_id)]
+        return torch.cat(parts, dim=1)
+
+    def select(self, batch: Tensor, generator: torch.Generator) -> Tensor:
+        """Boolean [B, T]: exactly round(p * maskable) positions per row (at least 1), never a special."""
+        maskable = ~torch.isin(batch, self._special.to(batch.device))
+        num_maskable = maskable.sum(dim=1)
+        num_selected = torch.round(num_maskable * self.mlm_probability).clamp(min=1)
+        num_selected = torch.where(num_maskable > 0, num_selected, 0).to(torch.long)
+        scores = torch.rand(batch.shape, generator=generator, device=batch.device)
+        scores = scores.masked_fill(~maskable, 2.0)  # specials sort last, so they are never chosen
+        ranks = scores.argsort(dim=1).argsort(dim=1)  # a permutation rank per row: no ties
+        return ranks < num_selected[:, None]
+
+    def build(self, batch: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        batch = self.wrap_with_cls_sep(batch)
+        selected = self.select(batch, generator)
+        labels = torch.where(selected, batch, IGNORE_INDEX)
+        action = torch.rand(batch.shape, generator=generator, device=batch.device)
+        to_mask = selected & (action < self.mask_replace_prob)
+        to_random = selected & ~to_mask & (action < self.mask_replace_prob + self.random_replace_prob)
+        replacements = self._replacements.to(batch.device)
+        picks = torch.randint(len(replacements), batch.shape, generator=generator, device=batch.device)
+        inputs = torch.where(to_mask, self.special.mask, batch)
+        inputs = torch.where(to_random, replacements[picks], inputs)
+        return {"input_ids": inputs, "labels": labels}
+
+
+def _noise_counts(length: int, noise_density: float, mean_noise_span_length: float) -> tuple[int, int]:
+    """(noise tokens, noise spans) for a `length`-token sequence, exactly as T5's random_spans_noise_mask."""
+    # Python's round is half-to-even, like tf.math.round in the T5 reference.
+    num_noise = min(max(round(length * noise_density), 1), length - 1)
+    num_spans = max(round(num_noise / mean_noise_span_length), 1)
+    return num_noise, num_spans
+
+
+def span_corruption_lengths(
+    tokens_length: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0
+) -> tuple[int, int]:
+    """(encoder input length, target length) after corrupting `tokens_length` raw tokens (+EOS each)."""
+    num_noise, num_spans = _noise_counts(tokens_length, noise_density, mean_noise_span_length)
+    return tokens_length - num_noise + num_spans + 1, num_noise + num_spans + 1
+
+
+def compute_input_and_target_lengths(
+    inputs_length: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0
+) -> tuple[int, int]:
+    """T5's helper: the raw length to pack so the encoder input has `inputs_length` tokens, and the
+    target length (e.g. 512 -> (568, 114)). Use it to choose the mix's seq_len for span corruption."""
+    tokens_length = inputs_length
+    while (
+        span_corruption_lengths(tokens_length + 1, noise_density, mean_noise_span_length)[0] <= inputs_length
+    ):
+        tokens_length += 1
+    _, targets_length = span_corruption_lengths(tokens_length, noise_density, mean_noise_span_length)
+    return tokens_length, targets_length
+
+
+def _random_segmentation(
+    num_items: int, num_segments: int, size: int, generator: torch.Generator, device: torch.device
+) -> Tensor:
+    """[size, num_segments] positive lengths summing to num_items, uniform over compositions (T5)."""
+    # Choose num_segments - 1 distinct cut points among the num_items - 1 gaps.
+    scores = torch.rand((size, num_items - 1), generator=generator, device=device)
+    cuts = scores.argsort(dim=1)[:, : num_segments - 1].sort(dim=1).values + 1
+    edges = torch.cat(
+        [cuts.new_zeros((size, 1)), cuts, cuts.new_full((size, 1), num_items)],
+        dim=1,
+    )
+    return edges.diff(dim=1)
+
+
+def random_spans_noise_mask(
+    size: int,
+    length: int,
+    generator: torch.Generator,
+    noise_density: float = 0.15,
+    mean_noise_span_length: float = 3.0,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Boolean [size, length] noise masks: alternating non-noise/noise spans, starting with non-noise."""
+    num_noise, num_spans = _noise_counts(length, noise_density, mean_noise_span_length)
+    device = torch.device(device)
+    noise_lengths = _random_segmentation(num_noise, num_spans, size, generator, device)
+    keep_lengths = _random_segmentation(length - num_noise, num_spans, size, generator, device)
+    interleaved = torch.stack([keep_lengths, noise_lengths], dim=2).reshape(size, 2 * num_spans)
+    starts = interleaved.cumsum(dim=1)[:, :-1]
+    indicator = torch.zeros((size, length), dtype=torch.long, device=device)
+    indicator.scatter_(1, starts, 1)
+    return indicator.cumsum(dim=1) % 2 == 1
+
+
+def _compact(values: Tensor, keep: Tensor, width: int) -> Tensor:
+    """values[keep] row by row, where every row keeps exactly `width` items (no host sync)."""
+    # Kept items go to their rank among kept items; dropped ones to a spare last column.
+    destination = torch.where(keep, keep.cumsum(dim=1) - 1, width)
+    out = values.new_zeros((values.shape[0], width + 1))
+    out.scatter_(1, destination, values)
+    return out[:, :width]
+
+
+@dataclass(frozen=True)
+class SpanCorruption(Objective):
+    """T5 span corruption over packed sequences of `seq_len` raw tokens.
+
+    input  = non-noise tokens with each noise span replaced by one sentinel, then EOS;
+    target = each sentinel followed by its span, then EOS; decoder input = target shifted right,
+    starting with `decoder_start_id` (the pad id for T5). Shapes are fixed: see
+    `span_corruption_lengths`; e.g. seq_len 568 -> encoder 512, decoder 114.
+    """
+
+    special: SpecialTokenIds = SpecialTokenIds()
+    noise_density: float = 0.15
+    mean_noise_span_length: float = 3.0
+    decoder_start_id: int | None = None  # defaults to special.pad
+
+    name: str = field(init=False, default="span_corruption")
+    model_family: str = field(init=False, default="seq2seq")
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 2:
+            raise ConfigError(
+                f"objective span_corruption: seq_len {self.seq_len} is too short; use 8 or more"
+            )
+        _, num_spans = _noise_counts(self.seq_len, self.noise_density, self.mean_noise_span_length)
+        if not self.special.sentinels:
+            raise ConfigError("the tokenizer has no sentinel tokens; train one with --sentinels N")
+        if len(self.special.sentinels) < num_spans:
+            raise ConfigError(
+                f"the tokenizer has {len(self.special.sentinels)} sentinel tokens but span corruption of "
+                f"{self.seq_len}-token sequences needs {num_spans}; train one with --sentinels {num_spans}"
+            )
+        if self.special.eos is None:
+            raise ConfigError("objective span_corruption: the tokenizer has no EOS token; set eos_token")
+        start = self.special.pad if self.decoder_start_id is None else self.decoder_start_id
+        if start is None:
+            raise ConfigError(
+                "objective span_corruption: no decoder start token; the tokenizer needs a pad token (T5 uses it)"
+            )
+        object.__setattr__(self, "decoder_start_id", start)
+
+    @property
+    def lengths(self) -> tuple[int, int]:
+        return span_corruption_lengths(self.seq_len, self.noise_density, self.mean_noise_span_length)
+
+    @property
+    def encoder_length(self) -> int:
+        return self.lengths[0]
+
+    @property
+    def decoder_length(self) -> int:
+        return self.lengths[1]
+
+    def build(self, batch: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        noise = random_spans_noise_mask(
+            batch.shape[0],
+            self.seq_len,
+            generator,
+            self.noise_density,
+            self.mean_noise_span_length,
+            batch.device,
+        )
+        return self.corrupt(batch, noise)
+
+    def corrupt(self, batch: Tensor, noise: Tensor) -> dict[str, Tensor]:
+        """Model inputs for a given noise mask, which must have this objective's noise token and span
+        counts in every row (as `random_spans_noise_mask` draws it)."""
+        size = batch.shape[0]
+        inputs = self._replace_spans(batch, noise, self.encoder_length - 1)
+        labels = self._replace_spans(batch, ~noise, self.decoder_length - 1)
+        eos = batch.new_full((size, 1), self.special.eos)
+        inputs, labels = torch.cat([inputs, eos], dim=1), torch.cat([labels, eos], dim=1)
+        start = labels.new_full((size, 1), self.decoder_start_id)
+        decoder_input_ids = torch.cat([start, labels[:, :-1]], dim=1)
+        return {"input_ids": inputs, "labels": labels, "decoder_input_ids": decoder_input_ids}
+
+    def _replace_spans(self, batch: Tensor, span_mask: Tensor, width: int) -> Tensor:
+        """Replace each run of `span_mask` by one sentinel (the i-th run of the row gets sentinel i)."""
+        previous = torch.nn.functional.pad(span_mask[:, :-1], (1, 0), value=False)
+        first = span_mask & ~previous
+        # For the target (span_mask = ~noise) run i is the non-noise run before noise span i, so
+        # sentinel i precedes span i in both the input and the target.
+        _, num_spans = _noise_counts(self.seq_len, self.noise_density, self.mean_noise_span_length)
+        sentinels = torch.tensor(self.special.sentinels[:num_spans], dtype=torch.long, device=batch.device)
+        run_index = (first.cumsum(dim=1) - 1).clamp(0, num_spans - 1)
+        values = torch.where(first, sentinels[run_index], batch)
+        return _compact(values, ~(span_mask & previous), width)
+
+
+def build_objective(
+    name: str,
+    *,
+    vocab_size: int,
+    special: SpecialTokenIds,
+    seq_len: int,
+    seed: int,
+    mlm_probability: float = 0.15,
+    noise_density: float = 0.15,
+    mean_noise_span_length: float = 3.0,
+) -> Objective:
+    """Build the objective `name` (one of OBJECTIVES); `vocab_size` is the tokenizer's len."""
+    if name == "causal":
+        return CausalLM(seq_len=seq_len, seed=seed)
+    if name == "mlm":
+        return MaskedLM(
+            seq_len=seq_len,
+            seed=seed,
+            vocab_size=vocab_size,
+            special=special,
+            mlm_probability=mlm_probability,
+        )
+    if name == "span_corruption":
+        return SpanCorruption(
+            seq_len=seq_len,
+            seed=seed,
+            special=special,
+            noise_density=noise_density,
+            mean_noise_span_length=mean_noise_span_length,
+        )
+    raise ConfigError(f"objective: unknown objective {name!r}; use one of {', '.join(OBJECTIVES)}")
