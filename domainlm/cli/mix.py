@@ -1,0 +1,123 @@
+"""`domainlm mix CONFIG`: a mix YAML + tokenizer -> packed token shards, or (--dry-run) the allocation table."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+
+from domainlm.mix.allocate import human_count
+from domainlm.mix.build import MixResult, build_mix
+from domainlm.mix.config import apply_flags, load_mix_config
+from domainlm.progress import console, err_console
+
+
+def allocation_table(result: MixResult, dry_run: bool) -> Table:
+    """Per source: documents, tokens available, target ratio, tokens taken, repeats (+ realized ratio)."""
+    table = Table(box=box.SIMPLE_HEAD, title="mix allocation" + (" (dry run)" if dry_run else ""))
+    headers = ["source", "docs", "available", "target", "taken", "repeats"]
+    headers += ["val docs"] if dry_run else ["realized", "val docs/seqs"]
+    for name in headers:
+        table.add_column(name, justify="left" if name == "source" else "right")
+    for alloc, source in zip(result.allocations, result.sources, strict=True):
+        row = [
+            alloc.name,
+            f"{source.documents:,}",
+            f"{alloc.available_tokens:,}",
+            f"{alloc.target_ratio:.4f}",
+            f"{alloc.tokens_taken:,}",
+            f"{alloc.repeats:.2f}",
+        ]
+        if dry_run:
+            row.append(f"{source.val_documents:,}")
+        else:
+            val = next(s["val"] for s in result.manifest["sources"] if s["name"] == alloc.name)
+            row += [f"{alloc.realized_ratio:.4f}", f"{val['documents']:,} / {val['sequences']:,}"]
+        table.add_row(*row)
+    total = sum(a.tokens_taken for a in result.allocations)
+    table.caption = (
+        f"{human_count(total)} training tokens = {result.allocations[0].total_sequences:,} sequences of "
+        f"{result.allocations[0].seq_len}; {human_count(result.text_bytes)}B of text tokenized in "
+        f"{result.seconds:.1f}s ({result.text_bytes / 1e6 / max(result.seconds, 1e-9):.1f} MB/s)"
+    )
+    return table
+
+
+def summary(result: MixResult) -> dict:
+    """The --json document: where the mix is, its fingerprint, and the allocation per source."""
+    return {
+        "out": str(result.out) if result.out else None,
+        "dry_run": result.manifest is None,
+        "fingerprint": result.manifest["fingerprint"] if result.manifest else None,
+        "seq_len": result.allocations[0].seq_len,
+        "num_sequences": result.allocations[0].total_sequences,
+        "num_tokens": sum(a.tokens_taken for a in result.allocations),
+        "tokenizer": {"path": str(result.tokenizer.path), "fingerprint": result.tokenizer.fingerprint},
+        "text_bytes": result.text_bytes,
+        "seconds": round(result.seconds, 3),
+        "sources": [
+            {
+                "name": a.name,
+                "documents": s.documents,
+                "available_tokens": a.available_tokens,
+                "target_ratio": a.target_ratio,
+                "tokens_taken": a.tokens_taken,
+                "repeats": round(a.repeats, 6),
+                "realized_ratio": round(a.realized_ratio, 9),
+                "val_documents": s.val_documents,
+            }
+            for a, s in zip(result.allocations, result.sources, strict=True)
+        ],
+    }
+
+
+def _warn_skipped(name: str, read: dict) -> None:
+    """One stderr line per source whose reader skipped input (counts, then the first problem)."""
+    kinds = ("malformed_lines", "non_utf8", "empty_files", "empty_documents")
+    counts = [f"{read[k]} {k.replace('_', ' ')}" for k in kinds if read.get(k)]
+    if counts:
+        first = read["problems"][0] if read.get("problems") else ""
+        err_console.print(
+            f"warning: {name}: skipped {', '.join(counts)} (--strict makes this an error); {first}"
+        )
+
+
+def mix(
+    config: Annotated[str, typer.Argument(help="Mix YAML (e.g. data_mixes/finance_51_49.yaml).")],
+    tokenizer: Annotated[str | None, typer.Option(help="HF tokenizer directory or tokenizer.json.")] = None,
+    out: Annotated[str | None, typer.Option(help="Output mix directory.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the held-out split and the shuffle.")] = None,
+    total_tokens: Annotated[str | None, typer.Option(help="Training tokens (50M, 1.5B) or 'all'.")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Tokens per packed sequence.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a YAML key: a.b=value.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Tokenize to count, print the allocation, write nothing.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Malformed/undecodable input is an error, not skipped.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary only (stdout).")] = False,
+) -> None:
+    """Mix corpora by token ratio into packed, shuffled token shards with a manifest."""
+    loaded = load_mix_config(config, set_ or [])
+    resolved = apply_flags(
+        loaded, config, tokenizer=tokenizer, out=out, seed=seed, total_tokens=total_tokens, seq_len=seq_len
+    )
+    result = build_mix(resolved, dry_run=dry_run, overwrite=overwrite, strict=strict, quiet=quiet or as_json)
+    if as_json:
+        print(json.dumps(summary(result), indent=2))
+        return
+    console.print(allocation_table(result, dry_run))
+    for source in result.sources:
+        _warn_skipped(source.name, source.read)
+    if result.out is not None:
+        console.print(f"wrote {result.out} (fingerprint {result.manifest['fingerprint'][:16]})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mix")(mix)
