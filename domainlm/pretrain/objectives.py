@@ -17,9 +17,9 @@ Public API (what the training loop uses):
 Randomness comes from a `torch.Generator` seeded from (seed, step, rank) only, so a batch's masks
 are a pure function of its position: resuming at the same position rebuilds the same masks, and
 ranks never share masks. Pass as `step` a counter unique to the micro-batch on that rank (e.g.
-`optimizer_step * grad_accum + micro_step`). Every operation is element-wise, a sort or a scatter on
-the batch's own device, with no data-dependent shapes, so calling it on GPU tensors adds no host
-sync; on CPU (in the data loader) it is equally fine.
+`optimizer_step * grad_accum + micro_step`). Every operation is element-wise, a sort, a gather or a
+scatter on the batch's own device, with no data-dependent shapes, `.item()` or boolean-mask
+indexing, so it can run on GPU tensors without a host sync, or on CPU in the data loader.
 
 No `attention_mask` is returned: packed sequences have no padding, and passing an all-ones mask
 makes transformers check it with `mask.all()` on every forward (a device-to-host sync that also
@@ -164,9 +164,11 @@ class MaskedLM(Objective):
     without targets (which would make the mean loss NaN).
 
     Packed sequences are wrapped like the inputs these models see when fine-tuned: with `wrap`,
-    [CLS] x[0:T-2] [SEP] when the tokenizer has both (BERT, RoBERTa's <s>...</s>), [CLS] x[0:T-1]
-    when it has only CLS. The length stays T; the dropped tail (2 of 512 tokens, 0.4%) is the price
-    of position 0 always holding CLS, which classification heads read downstream.
+    [CLS] x[0:T-2] [SEP] when the tokenizer has both (BERT; RoBERTa's <s>...</s>), [CLS] x[0:T-1]
+    when it has only CLS. A tokenizer without CLS/SEP (as `domainlm tokenizer train` writes) uses
+    its BOS/EOS the same way, which is what RoBERTa's CLS/SEP are. The length stays T; the dropped
+    tail (2 of 512 tokens, 0.4%) is the price of position 0 always holding the sequence token that
+    classification heads read downstream.
     """
 
     vocab_size: int = 0
@@ -189,7 +191,7 @@ class MaskedLM(Objective):
                 "objective mlm: the tokenizer has no mask token; use a tokenizer with one "
                 "(e.g. [MASK] or <mask>)"
             )
-        if self.wrap and self.special.cls is not None and self.seq_len < 3:
+        if self.seq_len < 3:
             raise ConfigError(f"objective mlm: seq_len {self.seq_len} is too short; use 8 or more")
         special = torch.tensor(self.special.special_set(), dtype=torch.long)
         candidates = torch.arange(self.vocab_size)
@@ -200,17 +202,25 @@ class MaskedLM(Objective):
         object.__setattr__(self, "_special", special)
         object.__setattr__(self, "_replacements", replacements)
 
+    def boundary_ids(self) -> tuple[int | None, int | None]:
+        """(first, last) ids the wrapping puts around each sequence: CLS/SEP, else BOS/EOS."""
+        if not self.wrap:
+            return None, None
+        first = self.special.cls if self.special.cls is not None else self.special.bos
+        last = self.special.sep if self.special.sep is not None else self.special.eos
+        return first, (last if first is not None else None)
+
     def wrap_with_cls_sep(self, batch: Tensor) -> Tensor:
         """Put CLS first (and SEP last) without changing the length; see the class docstring."""
-        cls_id, sep_id = self.special.cls, self.special.sep
-        if not self.wrap or cls_id is None:
+        first, last = self.boundary_ids()
+        if first is None:
             return batch
         size = batch.shape[0]
-        parts = [batch.new_full((size, 1), cls_id)]
-        if sep_id is None:
-            parts.insert(1, batch[:, : self.seq_len - 1])
+        parts = [batch.new_full((size, 1), first)]
+        if last is None:
+            parts.append(batch[:, : self.seq_len - 1])
         else:
-            parts += [batch[:, : self.seq_len - 2], batch.new_full((size, 1), sep_id)]
+            parts += [batch[:, : self.seq_len - 2], batch.new_full((size, 1), last)]
         return torch.cat(parts, dim=1)
 
     def select(self, batch: Tensor, generator: torch.Generator) -> Tensor:

@@ -9,6 +9,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoModelForSeq2SeqLM,
+    AutoTokenizer,
     BertConfig,
     BertForMaskedLM,
     LlamaConfig,
@@ -18,6 +19,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from domainlm.assets import reference_tokenizer
 from domainlm.errors import ConfigError, DataError
 from domainlm.pretrain.objectives import (
     IGNORE_INDEX,
@@ -150,6 +152,13 @@ def test_mlm_wrapping_with_cls_only_and_without():
     ]
     plain = build_objective("mlm", vocab_size=100, special=SpecialTokenIds(mask=MASK), seq_len=5, seed=0)
     assert plain.wrap_with_cls_sep(torch.tensor([[10, 11, 12, 13, 14]])).tolist() == [[10, 11, 12, 13, 14]]
+    # A domainlm tokenizer has <s>/</s> but no CLS/SEP: they play that role, as in RoBERTa.
+    bos, eos = 6, 7
+    domain = SpecialTokenIds(bos=bos, eos=eos, mask=MASK, all_special=(bos, eos, MASK))
+    objective = build_objective("mlm", vocab_size=100, special=domain, seq_len=5, seed=0)
+    assert objective.wrap_with_cls_sep(torch.tensor([[10, 11, 12, 13, 14]])).tolist() == [
+        [bos, 10, 11, 12, eos]
+    ]
 
 
 def test_mlm_needs_a_mask_token_and_a_sane_probability():
@@ -268,6 +277,14 @@ def test_special_ids_from_tokenizer_finds_sentinels_in_order():
     assert (special.pad, special.eos, special.unk, special.mask, special.cls) == (0, 1, 2, None, None)
     assert special.sentinels == (4, 3)  # <extra_id_3> is cut off by the missing <extra_id_2>
     assert set(special.special_set()) == {0, 1, 2, 3, 4}
+
+
+def test_special_ids_of_the_shipped_bert_tokenizer():
+    special = special_ids_from_tokenizer(
+        AutoTokenizer.from_pretrained(reference_tokenizer("bert-base-uncased"))
+    )
+    assert (special.pad, special.unk, special.cls, special.sep, special.mask) == (0, 100, 101, 102, 103)
+    assert special.sentinels == () and special.special_set() == [0, 100, 101, 102, 103]
 
 
 # --- tiny training runs (CPU, no DeepSpeed) ----------------------------------------------------
