@@ -14,7 +14,7 @@ from rich.table import Table
 from domainlm.config import parse_count
 from domainlm.errors import ConfigError
 from domainlm.plan.inputs import PlanInputs, ShapeSpec, two_sources
-from domainlm.plan.planner import Plan, make_plan
+from domainlm.plan.planner import Plan, human, make_plan
 from domainlm.progress import console
 
 GB = 1e9
@@ -30,14 +30,12 @@ def _count(value: str | None, flag: str) -> float | None:
     return float(parse_count(text, flag))
 
 
-def _n(x: float | None, unit: str = "") -> str:
-    """1.3e10 -> '13.0B'."""
-    if x is None:
-        return "n/a"
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(x) >= scale:
-            return f"{x / scale:,.2f}{suffix}{unit}"
-    return f"{x:,.0f}{unit}"
+def _n(x: float | None) -> str:
+    return "n/a" if x is None else human(x)
+
+
+def _duration(hours: float) -> str:
+    return f"{hours / 24:,.1f} days" if hours >= 48 else f"{hours:,.1f} hours"
 
 
 def _gb(x: float) -> str:
@@ -113,14 +111,14 @@ def _compute(plan: Plan) -> Table:
             "per token (PaLM)",
             f"{c.flops_per_token:.3g} FLOPs = 6N + 12·L·H·T (attention {c.attention_share:.1%})",
         ),
-        ("total", f"{c.flops:.3g} FLOPs = {c.pflops_days:,.1f} petaFLOP/s-days"),
+        ("total", f"{c.flops:.3g} FLOPs = {c.pflops_days:,.4g} petaFLOP/s-days"),
     ]
     if c.peak_flops:
         rows += [
             ("hardware", f"{c.num_gpus or '?'} x {c.gpu_type}, {c.peak_flops / 1e12:,.1f} TFLOP/s dense {plan.precision}"),
             ("MFU", mfu),
             ("GPU-hours", f"{c.gpu_hours:,.0f}"),
-            ("wall clock", f"{c.days:,.1f} days" if c.days else "n/a (give --gpus)"),
+            ("wall clock", _duration(c.days * 24) if c.days else "n/a (give --gpus)"),
         ]  # fmt: skip
     if c.cost is not None:
         rows.append(("cost", f"${c.cost:,.0f}"))
@@ -194,7 +192,7 @@ def _recommendation(plan: Plan) -> Table:
         ("memory per GPU", f"{_gb(r.memory_per_gpu)} GB" + (f", CPU {_gb(r.cpu_per_node)} GB per node" if r.cpu_per_node else "")),
     ]  # fmt: skip
     if r.step_seconds:
-        rows.append(("step time / total", f"{r.step_seconds:.2f} s / {r.total_hours / 24:,.1f} days"))
+        rows.append(("step time / total", f"{r.step_seconds:.2f} s / {_duration(r.total_hours)}"))
     rows.append(
         (
             "rules of thumb",

@@ -180,8 +180,8 @@ class MemoryEstimate:
     working: float
     total: float
     cpu_per_gpu: float
-    fits: bool
-    max_micro_batch: int  # the largest micro-batch that fits (0 = not even one sequence)
+    fits: bool | None  # None = no GPU given
+    max_micro_batch: int | None  # the largest micro-batch that fits (0 = not even one sequence)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -196,7 +196,7 @@ def estimate_memory(
     num_gpus: int,
     strategy: Strategy,
     checkpointing: bool,
-    gpu_memory_bytes: float,
+    gpu_memory_bytes: float | None,
     flash_attention: bool = True,
     bucket_elements: int = DEFAULT_BUCKET_ELEMENTS,
 ) -> MemoryEstimate:
@@ -213,9 +213,11 @@ def estimate_memory(
     # Activations grow linearly in b (the checkpointed recompute layer included), so solve directly.
     per_sequence = act(2) - act(1)
     fixed_act = act(1) - per_sequence
-    usable = gpu_memory_bytes * USABLE_FRACTION
-    room = usable - static - fixed_act
-    max_mb = max(0, int(room // per_sequence)) if per_sequence > 0 else 0
+    fits = max_mb = None
+    if gpu_memory_bytes is not None:
+        usable = gpu_memory_bytes * USABLE_FRACTION
+        fits = total <= usable
+        max_mb = max(0, int((usable - static - fixed_act) // per_sequence))
     return MemoryEstimate(
         strategy=strategy.name,
         zero_stage=strategy.zero_stage,
@@ -228,6 +230,6 @@ def estimate_memory(
         working=working,
         total=total,
         cpu_per_gpu=states.cpu,
-        fits=total <= usable,
+        fits=fits,
         max_micro_batch=max_mb,
     )

@@ -347,18 +347,38 @@ def _compute(
 EPOCHS_GOOD, EPOCHS_FUTILE = 4.0, 16.0
 
 
+def human(x: float) -> str:
+    """1.3e10 -> '13.0B' (decimal suffixes, as token and parameter counts are quoted)."""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= scale:
+            return f"{x / scale:,.2f}{suffix}"
+    return f"{x:,.0f}"
+
+
+# The ranges the Chinchilla fits were made on (Hoffmann et al. 2022: 70M-16B parameters,
+# 5B-500B tokens); the loss formula outside them is an extrapolation.
+FIT_PARAMS_RANGE = (7e7, 1.6e10)
+FIT_TOKENS_RANGE = (5e9, 5e11)
+
+
 def _notes(inputs: PlanInputs, data: DataPlan | None, compute: ComputePlan, sizing: Sizing) -> list[str]:
     notes = []
     if compute.mfu_assumed and compute.peak_flops:
         notes.append(f"MFU {DEFAULT_MFU:g} assumed (typical of tuned dense training); set --mfu")
+    (n_lo, n_hi), (d_lo, d_hi) = FIT_PARAMS_RANGE, FIT_TOKENS_RANGE
+    if not (n_lo <= sizing.params <= n_hi and d_lo <= sizing.tokens <= d_hi):
+        notes.append(
+            f"{human(sizing.params)} params / {human(sizing.tokens)} tokens is outside the range the "
+            "scaling fits were made on (70M-16B params, 5B-500B tokens): the predicted loss is an extrapolation"
+        )
     if data is None:
         return notes
     if data.short_of_rule or data.short_of_fit:
         notes.append(
-            f"data-constrained: {data.unique_tokens:.3g} unique tokens < the compute-optimal "
-            f"{sizing.rule_tokens:.3g} (20 tokens/param) / {sizing.fit_tokens:.3g} ({sizing.fit}) at "
-            f"{sizing.flops:.3g} FLOPs; best for this data: {data.best_params:.3g} params on "
-            f"{data.best_tokens:.3g} tokens ({data.best_epochs:.2f} epochs)"
+            f"data-constrained: {human(data.unique_tokens)} unique tokens < the compute-optimal "
+            f"{human(sizing.rule_tokens)} (20 tokens/param) / {human(sizing.fit_tokens)} ({sizing.fit}) at "
+            f"{sizing.flops:.3g} FLOPs; best for this data: {human(data.best_params)} params on "
+            f"{human(data.best_tokens)} tokens ({data.best_epochs:.2f} epochs)"
         )
     for source in data.sources:
         if source.epochs > EPOCHS_FUTILE:
@@ -369,7 +389,7 @@ def _notes(inputs: PlanInputs, data: DataPlan | None, compute: ComputePlan, sizi
         elif source.epochs > EPOCHS_GOOD:
             notes.append(
                 f"source {source.name!r} is repeated {source.epochs:.1f} times: past ~{EPOCHS_GOOD:g} epochs "
-                f"each repeat is worth less (effective {source.effective_tokens:.3g} of {source.tokens:.3g} tokens)"
+                f"each repeat is worth less (effective {human(source.effective_tokens)} of {human(source.tokens)} tokens)"
             )
     return notes
 

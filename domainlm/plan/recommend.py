@@ -123,7 +123,7 @@ def recommend(
 ) -> tuple[Recommendation | None, list[MemoryEstimate]]:
     """The memory table (every strategy at the chosen settings) and the recommendation (None = no GPU
     given, or nothing fits)."""
-    memory = gpu.memory_bytes if gpu else float("inf")
+    memory = gpu.memory_bytes if gpu else None
     target_seqs = _global_batch_target(inputs, tokens, seq_len)
     choice = _choose(inputs, shape, seq_len, num_gpus, memory) if gpu else None
     ckpt = choice[1] if choice else bool(inputs.activation_checkpointing)

@@ -1,0 +1,144 @@
+import pytest
+
+from domainlm.errors import ConfigError, DataError
+from domainlm.plan.inputs import DataSource, PlanInputs, ShapeSpec, two_sources
+from domainlm.plan.planner import make_plan
+
+FINANCE_51_49 = two_sources(363e9, 345e9, 0.51)
+
+
+def test_chinchilla_budget_alone():
+    plan = make_plan(PlanInputs(flops=5.76e23))
+    s = plan.sizing
+    assert s.rule_params == pytest.approx(69.28e9, rel=1e-3)
+    assert s.fit == "besiroglu2024" and s.fit_params == pytest.approx(72.25e9, rel=1e-3)
+    # The shape lands within 5% of the target; tokens fill the budget at C = 6ND.
+    assert plan.shape.num_params == pytest.approx(s.target_params, rel=0.05)
+    assert 6 * plan.shape.num_params * s.tokens == pytest.approx(5.76e23)
+    assert plan.data is None and plan.recommendation is None  # no GPU type: no memory verdict
+
+
+def test_params_only_trains_compute_optimally():
+    plan = make_plan(PlanInputs(params=7e9))
+    assert plan.shape.num_params == 6_738_415_616
+    # Tokens for which 6.74B is optimal under the corrected fit: 20.7 tokens/param (the ratio
+    # falls slowly with scale under this fit, to 18.4 at 72B).
+    assert plan.sizing.tokens_per_param == pytest.approx(20.67, abs=0.01)
+
+
+def test_hardware_budget_fills_the_hours():
+    plan = make_plan(PlanInputs(num_gpus=64, gpu_type="a100-40gb", hours=720, mfu=0.4, sources=FINANCE_51_49))
+    c = plan.compute
+    # 64 x 312 TFLOP/s x 0.4 x 30 days = 2.07e22 FLOPs of model FLOPs (PaLM count).
+    assert c.flops == pytest.approx(64 * 312e12 * 0.4 * 720 * 3600)
+    assert c.gpu_hours == pytest.approx(64 * 720)
+    assert c.days == pytest.approx(30.0)
+    assert plan.data.sources[0].ratio == 0.51
+    assert plan.data.sources[0].tokens == pytest.approx(0.51 * plan.sizing.tokens)
+    rec = plan.recommendation
+    assert rec is not None and rec.global_batch_sequences == rec.micro_batch * rec.gradient_accumulation * 64
+    assert rec.total_hours == pytest.approx(720, rel=0.01)
+    chosen = next(m for m in plan.memory if m.strategy == rec.strategy)
+    assert chosen.fits and rec.micro_batch <= chosen.max_micro_batch
+
+
+def test_recommendation_is_least_sharding_that_fits():
+    # 1B on 80 GB: plain DDP fits (16 bytes/param = 16 GB of states).
+    small = make_plan(PlanInputs(params=1e9, gpu_type="a100-80gb", num_gpus=8)).recommendation
+    assert small.strategy == "ddp" and not small.activation_checkpointing
+    # 13B on 40 GB: DDP needs ~210 GB; the first strategy with a useful micro-batch is chosen.
+    big = make_plan(PlanInputs(params=13e9, gpu_type="a100-40gb", num_gpus=64))
+    order = [m.strategy for m in big.memory]
+    chosen = order.index(big.recommendation.strategy)
+    assert all(not m.fits or m.max_micro_batch < 4 for m in big.memory[:chosen])
+    assert big.recommendation.max_micro_batch >= big.recommendation.useful_micro_batch
+
+
+def test_nothing_fits_gives_no_recommendation():
+    plan = make_plan(PlanInputs(params=70e9, gpu_type="l4", num_gpus=1))
+    assert plan.recommendation is None
+    assert not any(m.fits for m in plan.memory[:4])
+
+
+def test_offload_is_used_only_when_allowed():
+    none = make_plan(PlanInputs(params=70e9, gpu_type="a100-80gb", num_gpus=8))
+    allowed = make_plan(PlanInputs(params=70e9, gpu_type="a100-80gb", num_gpus=8, offload="params"))
+    assert none.recommendation is None or none.recommendation.offload == "none"
+    assert allowed.recommendation is not None and allowed.recommendation.offload != "none"
+
+
+def test_bloomberggpt_plan_reports_data_constraint():
+    # BloombergGPT's budget (~2.36e23 FLOPs) with its 708.9B unique tokens.
+    plan = make_plan(
+        PlanInputs(flops=2.36e23, sources=two_sources(363.2e9, 345.7e9, 0.51), vocab_size=131072)
+    )
+    d = plan.data
+    assert d.short_of_rule and d.short_of_fit
+    assert plan.sizing.chosen_by.endswith("data-constrained")
+    assert 1.2 < d.epochs < 1.3
+    assert any("data-constrained" in n for n in plan.notes)
+    # Their actual 50.6B-parameter model (BLOOM-style shape) on the same budget: 777B tokens.
+    actual = make_plan(
+        PlanInputs(flops=2.36e23, arch="bloom", shape=ShapeSpec(70, 7680, 40), vocab_size=131072,
+                   sources=two_sources(363.2e9, 345.7e9, 0.51))
+    )  # fmt: skip
+    assert actual.shape.num_params == 50_558_868_480
+    assert actual.sizing.tokens == pytest.approx(2.36e23 / (6 * 50_558_868_480))
+
+
+def test_mix_manifest_supplies_data_vocab_and_seq_len(mix_dir):
+    plan = make_plan(PlanInputs(flops=1e22, mix_dir=str(mix_dir)))
+    assert plan.shape.vocab_size == 131072 and plan.seq_len == 2048
+    assert [(s.name, s.ratio) for s in plan.data.sources] == [("finance", 0.51), ("general", 0.49)]
+
+
+def test_bad_mix(tmp_path, mix_dir):
+    with pytest.raises(DataError, match="no manifest.json"):
+        make_plan(PlanInputs(flops=1e22, mix_dir=str(tmp_path)))
+    (mix_dir / "manifest.json").write_text('{"format": "other"}')
+    with pytest.raises(DataError, match="format 'other'"):
+        make_plan(PlanInputs(flops=1e22, mix_dir=str(mix_dir)))
+    with pytest.raises(ConfigError, match="give --mix or --domain-tokens"):
+        make_plan(PlanInputs(flops=1e22, mix_dir=str(mix_dir), sources=FINANCE_51_49))
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (PlanInputs(flops=-1.0), "--flops must be > 0"),
+        (PlanInputs(params=7e9, mfu=1.5, gpu_type="h100"), r"--mfu must be a fraction in \(0, 1\]"),
+        (PlanInputs(params=7e9, micro_batch=0), "--micro-batch must be > 0"),
+        (PlanInputs(params=7e9, price_per_gpu_hour=-2.0), "--price-per-gpu-hour must be >= 0"),
+        (PlanInputs(flops=1e15), "smaller than the smallest model"),
+        (PlanInputs(), "nothing to plan from"),
+        (PlanInputs(params=7e9, hours=10.0), "--hours needs --gpus"),
+        (PlanInputs(params=7e9, num_gpus=6, nodes=4), "--gpus 6 is not divisible by --nodes 4"),
+        (PlanInputs(params=7e9, gpu_type="v100", precision="bf16"), "v100-32gb has no bf16"),
+        (
+            PlanInputs(flops=1e22, num_gpus=8, gpu_type="h100", hours=100, mfu=0.4),
+            r"--flops 1e\+22 disagrees with --gpus 8",
+        ),
+        (PlanInputs(params=8e9, shape=ShapeSpec(32, 4096, 32)), "--params 8e\\+09 disagrees with the shape"),
+        (PlanInputs(params=7e9, tokens=1e12, flops=1e22), "needs 6ND = .* more than --flops"),
+        (
+            PlanInputs(params=7e9, tokens=1e12, num_gpus=8, gpu_type="h100", hours=24),
+            "needs .* hours, more than --hours 24",
+        ),
+        (PlanInputs(params=7e9, arch="gpt2"), "--arch gpt2 needs an explicit shape"),
+        (PlanInputs(params=7e9, sources=(DataSource("a", 1e9, 0.3), DataSource("b", 1e9, 0.3))), "sum to 1"),
+    ],
+)
+def test_input_errors(inputs, message):
+    with pytest.raises(ConfigError, match=message):
+        make_plan(inputs)
+
+
+def test_two_sources_validation():
+    with pytest.raises(ConfigError, match="--domain-ratio must be in"):
+        two_sources(1e9, 1e9, 1.5)
+    with pytest.raises(ConfigError, match="--domain-ratio needs"):
+        two_sources(None, None, 0.5)
+    assert two_sources(1e9, 3e9, None)[0].ratio is None  # by size: 25% / 75%
+    plan = make_plan(PlanInputs(params=1e9, sources=two_sources(1e9, 3e9, None)))
+    assert [s.ratio for s in plan.data.sources] == [0.25, 0.75]
+    assert plan.data.sources[0].epochs == pytest.approx(plan.data.sources[1].epochs)
