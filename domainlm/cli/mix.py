@@ -26,22 +26,22 @@ def allocation_table(result: MixResult, dry_run: bool) -> Table:
         row = [
             alloc.name,
             f"{source.documents:,}",
-            f"{alloc.available_tokens:,}",
+            human_count(alloc.available_tokens),
             f"{alloc.target_ratio:.4f}",
-            f"{alloc.tokens_taken:,}",
+            human_count(alloc.tokens_taken),
             f"{alloc.repeats:.2f}",
         ]
         if dry_run:
             row.append(f"{source.val_documents:,}")
         else:
             val = next(s["val"] for s in result.manifest["sources"] if s["name"] == alloc.name)
-            row += [f"{alloc.realized_ratio:.4f}", f"{val['documents']:,} / {val['sequences']:,}"]
+            row += [f"{alloc.realized_ratio:.4f}", f"{val['documents']:,}/{val['sequences']:,}"]
         table.add_row(*row)
-    total = sum(a.tokens_taken for a in result.allocations)
+    first = result.allocations[0]
+    rate = result.text_bytes / 1e6 / max(result.seconds, 1e-9)
     table.caption = (
-        f"{human_count(total)} training tokens = {result.allocations[0].total_sequences:,} sequences of "
-        f"{result.allocations[0].seq_len}; {human_count(result.text_bytes)}B of text tokenized in "
-        f"{result.seconds:.1f}s ({result.text_bytes / 1e6 / max(result.seconds, 1e-9):.1f} MB/s)"
+        f"{human_count(first.total_sequences * first.seq_len)} tokens = {first.total_sequences:,} x "
+        f"{first.seq_len}; {result.text_bytes / 1e6:.1f} MB text in {result.seconds:.1f}s ({rate:.1f} MB/s)"
     )
     return table
 

@@ -101,12 +101,17 @@ def _check_nonempty(supplies: list[Supply], seq_len: int) -> None:
 
 
 def _max_feasible(ratios: list[Fraction], caps: list[int]) -> int:
-    """The largest S whose largest-remainder split gives no source more than its cap."""
-    total = min(int(cap / r) for cap, r in zip(caps, ratios, strict=True))
-    # Rounding can push one source a sequence over its cap; each step down removes one sequence.
-    while total > 0 and any(n > c for n, c in zip(largest_remainder(total, ratios), caps, strict=True)):
-        total -= 1
-    return total
+    """The largest S whose largest-remainder split gives no source more than its cap.
+
+    Each source gets floor(S r) or one more, so S r < cap + 1 bounds S from above, and
+    S <= cap / r is always feasible; search down from the bound (fewer than 1 / min(r) steps).
+    """
+    upper = min(math.ceil((cap + 1) / r) - 1 for cap, r in zip(caps, ratios, strict=True))
+    lower = min(math.floor(cap / r) for cap, r in zip(caps, ratios, strict=True))
+    for total in range(upper, lower, -1):
+        if all(n <= c for n, c in zip(largest_remainder(total, ratios), caps, strict=True)):
+            return total
+    return lower
 
 
 def _shortfall(supply: Supply, needed: int, cap: int, total: int, seq_len: int) -> str:

@@ -75,7 +75,8 @@ def write_train_shards(
     total = sum(a.sequences for a in allocations)
     per_shard = max(1, shard_tokens // seq_len)
     per_block = max(1, min(per_shard, BLOCK_TOKENS // seq_len))
-    maps = [np.memmap(s.train_path, dtype=dtype, mode="r") for s in sources]
+    # Plain ndarray views of the memmaps: slicing a np.memmap costs ~10 us of Python per sequence.
+    maps = [np.memmap(s.train_path, dtype=dtype, mode="r").view(np.ndarray) for s in sources]
     locator = SequenceSource(allocations, seed)
     shuffle = Permutation(total, f"{seed}/shuffle")
     (out_dir / "train").mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ def write_train_shards(
     return shards
 
 
-def _gather(maps: list[np.memmap], src: np.ndarray, offsets: np.ndarray, seq_len: int, dtype) -> np.ndarray:
+def _gather(maps: list[np.ndarray], src: np.ndarray, offsets: np.ndarray, seq_len: int, dtype) -> np.ndarray:
     block = np.empty((len(src), seq_len), dtype=dtype)
     for row, (k, offset) in enumerate(zip(src.tolist(), offsets.tolist(), strict=True)):
         block[row] = maps[k][offset : offset + seq_len]

@@ -166,7 +166,7 @@ def tokenize_source(
                 (held_out(index + k) for k in range(len(batch))), dtype=bool, count=len(batch)
             )
             index += len(batch)
-            _count_batch(result, batch, tokens, lengths, is_val)
+            batch_bytes = _count_batch(result, batch, tokens, lengths, is_val)
             if train_out is not None and val_out is not None:
                 token_is_val = np.repeat(is_val, lengths)
                 train_out.write(tokens[~token_is_val].tobytes())
@@ -174,7 +174,7 @@ def tokenize_source(
                     tokens[token_is_val], [d for d, v in zip(batch, is_val, strict=True) if v], name, base
                 )
             if on_batch is not None:
-                on_batch(len(batch), sum(len(d.text.encode("utf-8")) for d in batch))
+                on_batch(len(batch), batch_bytes)
     finally:
         if train_out is not None and val_out is not None:
             train_out.close()
@@ -185,7 +185,8 @@ def tokenize_source(
 
 def _count_batch(
     result: SourceTokens, batch: list[Document], tokens: np.ndarray, lengths: np.ndarray, is_val: np.ndarray
-) -> None:
+) -> int:
+    """Add one batch to the counts; return its UTF-8 bytes."""
     num_bytes = np.fromiter((len(d.text.encode("utf-8")) for d in batch), dtype=np.int64, count=len(batch))
     result.text_bytes += int(num_bytes.sum())
     result.val_documents += int(is_val.sum())
@@ -194,3 +195,4 @@ def _count_batch(
     result.documents += int((~is_val).sum())
     result.tokens += int(lengths[~is_val].sum())
     assert int(lengths.sum()) == len(tokens)
+    return int(num_bytes.sum())
