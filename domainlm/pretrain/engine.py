@@ -1,0 +1,163 @@
+"""Recipe -> DeepSpeed JSON, and model + JSON -> a DeepSpeed engine. The only module that imports deepspeed.
+
+`build_deepspeed_config` is the one place batch size, accumulation, precision, optimizer and ZeRO
+stage are written, so they cannot disagree; the same dict drives our loop, `--dry-run` and the HF
+Trainer baseline of benchmarks/bench_train.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from domainlm.pretrain.config import Recipe, global_batch_sequences, gradient_accumulation_steps
+
+# DeepSpeed prints a line every `steps_per_print` steps; our loop logs its own, so silence it.
+_NEVER = 10**12
+
+
+def build_deepspeed_config(recipe: Recipe, seq_len: int, world_size: int) -> dict[str, Any]:
+    """The DeepSpeed JSON for `recipe` on `world_size` ranks (ConfigError if the batch does not divide)."""
+    train, ds, opt = recipe.train, recipe.deepspeed, recipe.optimizer
+    accumulation = gradient_accumulation_steps(train, seq_len, world_size)
+    zero: dict[str, Any] = {"stage": ds.zero_stage}
+    if ds.zero_stage > 0:
+        zero.update(
+            overlap_comm=ds.overlap_comm,
+            contiguous_gradients=True,
+            reduce_bucket_size=ds.reduce_bucket_size,
+        )
+    if ds.zero_stage == 3:
+        zero.update(
+            stage3_prefetch_bucket_size=ds.stage3_prefetch_bucket_size,
+            stage3_param_persistence_threshold=int(1e5),
+            # The export gathers the full 16-bit weights on rank 0 (engine.full_state_dict).
+            stage3_gather_16bit_weights_on_model_save=True,
+        )
+    if ds.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if ds.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    return {
+        "train_batch_size": global_batch_sequences(train, seq_len),
+        "train_micro_batch_size_per_gpu": train.micro_batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "gradient_clipping": opt.grad_clip,
+        "optimizer": {
+            "type": "AdamW",
+            "params": {
+                "lr": opt.lr,
+                "betas": list(opt.betas),
+                "eps": opt.eps,
+                "weight_decay": opt.weight_decay,
+                # torch's AdamW (foreach) needs no JIT-built op; offload needs DeepSpeedCPUAdam.
+                "torch_adam": not ds.offload_optimizer,
+            },
+        },
+        "bf16": {"enabled": train.precision == "bf16"},
+        "fp16": {"enabled": train.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
+        "zero_optimization": zero,
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": _NEVER,
+        "wall_clock_breakdown": False,
+    }
+
+
+def lr_multiplier(step: int, warmup_steps: int, total_steps: int, min_ratio: float, decay: str) -> float:
+    """Fraction of the peak lr for optimizer step `step` (0-based): linear warmup, then decay to min_ratio."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if decay == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    shape = 0.5 * (1.0 + math.cos(math.pi * progress)) if decay == "cosine" else 1.0 - progress
+    return min_ratio + (1.0 - min_ratio) * shape
+
+
+def build_scheduler_fn(recipe: Recipe, total_steps: int) -> Callable[[torch.optim.Optimizer], Any]:
+    """A DeepSpeed `lr_scheduler` callable: optimizer -> LambdaLR over `lr_multiplier`."""
+    opt = recipe.optimizer
+
+    def make(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: lr_multiplier(step, opt.warmup_steps, total_steps, opt.min_lr_ratio, opt.decay),
+        )
+
+    return make
+
+
+def init_distributed(device: str) -> tuple[int, int]:
+    """Join the process group the launcher set up; returns (rank, world_size)."""
+    import deepspeed
+
+    if device == "cpu":
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def initialize(model: torch.nn.Module, ds_config: dict[str, Any], scheduler_fn: Callable) -> Any:
+    """Wrap `model` in a DeepSpeed engine (ZeRO-3 partitions it here); returns the engine."""
+    import deepspeed
+
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        model_parameters=[p for p in model.parameters() if p.requires_grad],
+        config=ds_config,
+        lr_scheduler=scheduler_fn,
+    )
+    return engine
+
+
+def accelerator_name() -> str:
+    """'cpu' or 'cuda' as DeepSpeed resolved it."""
+    from deepspeed.accelerator import get_accelerator
+
+    return get_accelerator().device_name()
+
+
+def device_of(engine: Any) -> torch.device:
+    return torch.device(engine.device)
+
+
+def grad_norm(engine: Any) -> float | None:
+    """Global grad norm of the last optimizer step (None before the first); a host sync on GPU."""
+    value = engine.get_global_grad_norm()
+    if value is None:
+        return None
+    return float(value.item() if torch.is_tensor(value) else value)
+
+
+def save_checkpoint(engine: Any, root: Path, tag: str, client_state: dict[str, Any]) -> None:
+    """Model, optimizer, scheduler (and ZeRO partitions) of every rank into root/tag; collective."""
+    engine.save_checkpoint(str(root), tag=tag, client_state=client_state, save_latest=False)
+
+
+def load_checkpoint(engine: Any, root: Path, tag: str) -> dict[str, Any]:
+    """Restore what `save_checkpoint` wrote; returns the client state. Collective."""
+    path, client_state = engine.load_checkpoint(
+        str(root), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
+    )
+    if path is None:
+        raise RuntimeError(f"DeepSpeed found no checkpoint at {root}/{tag}")
+    return client_state or {}
+
+
+def full_state_dict(engine: Any) -> dict[str, torch.Tensor] | None:
+    """The whole model's weights on rank 0 (None elsewhere). Collective under ZeRO-3, which gathers
+    one layer at a time so rank 0 never holds more than the full model plus one layer on the device."""
+    if engine.zero_optimization_partition_weights():
+        return engine._zero3_consolidated_16bit_state_dict()
+    if torch.distributed.get_rank() != 0:
+        return None
+    return {k: v.detach().cpu() for k, v in engine.module.state_dict().items()}
+
+
+def barrier() -> None:
+    torch.distributed.barrier()

@@ -1,0 +1,117 @@
+"""Interval counts (tokens, seconds, ranks) + model shape + GPU peak -> tokens/s/gpu, TFLOPs/gpu, MFU, ETA;
+one formatted log line and one metrics.jsonl record per interval.
+
+MFU uses the PaLM count (domainlm.plan.flops.flops_per_token = 6N + 12·L·H·T) over the device's dense
+peak for the training dtype (domainlm.plan.hardware); on an unknown device (or the CPU) it is `n/a`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from domainlm.plan.flops import flops_per_token, mfu
+from domainlm.plan.hardware import gpu_for_device
+
+
+@dataclass(frozen=True)
+class Throughput:
+    tokens_per_s_per_gpu: float
+    tflops_per_gpu: float
+    mfu: float | None  # fraction of peak; None when the peak is unknown
+
+
+def compute_throughput(
+    num_tokens: int, seconds: float, num_gpus: int, per_token_flops: float, peak_flops: float | None
+) -> Throughput:
+    """`num_tokens` trained by `num_gpus` ranks together in `seconds` of wall clock."""
+    per_gpu = num_tokens / seconds / num_gpus if seconds > 0 else 0.0
+    return Throughput(
+        tokens_per_s_per_gpu=per_gpu,
+        tflops_per_gpu=per_gpu * per_token_flops / 1e12,
+        mfu=mfu(per_token_flops, per_gpu, peak_flops),
+    )
+
+
+def model_flops_per_token(matmul_params: int, num_layers: int, hidden_size: int, seq_len: int) -> float:
+    return flops_per_token(matmul_params, num_layers, hidden_size, seq_len)
+
+
+def peak_flops_for(device_name: str | None, precision: str) -> float | None:
+    """Dense peak FLOP/s of the device the run is on (None on CPU or an unknown GPU)."""
+    if not device_name:
+        return None
+    spec = gpu_for_device(device_name)
+    return None if spec is None else spec.peak(precision)
+
+
+def format_duration(seconds: float) -> str:
+    """5h12m, 3m07s, 42s."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def eta_seconds(step: int, max_steps: int, seconds_per_step: float) -> float:
+    return max(0, max_steps - step) * seconds_per_step
+
+
+def format_train_line(record: dict[str, Any]) -> str:
+    """`step 120/9000 | loss 2.914 | lr 3.0e-04 | gnorm 0.84 | tok/s/gpu 41,200 | tflops/gpu 120.3 | mfu 38.5% | eta 5h12m`."""
+    gnorm = "n/a" if record.get("grad_norm") is None else f"{record['grad_norm']:.2f}"
+    mfu_text = "n/a" if record.get("mfu") is None else f"{100 * record['mfu']:.1f}%"
+    return (
+        f"step {record['step']}/{record['max_steps']} | loss {record['loss']:.3f} | lr {record['lr']:.1e} | "
+        f"gnorm {gnorm} | tok/s/gpu {record['tokens_per_s_per_gpu']:,.0f} | "
+        f"tflops/gpu {record['tflops_per_gpu']:.1f} | mfu {mfu_text} | eta {format_duration(record['eta_s'])}"
+    )
+
+
+def format_eval_line(step: int, name: str, summary: dict[str, Any]) -> str:
+    """`eval step 200 | legal | loss 3.120 | ppl 22.6 | bpb 1.041`."""
+    bpb = summary.get("bits_per_byte")
+    bpb_text = "n/a" if bpb is None else f"{bpb:.3f}"
+    return f"eval step {step} | {name} | loss {summary['loss']:.3f} | ppl {summary['perplexity']:.1f} | bpb {bpb_text}"
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to metrics.jsonl (rank 0 only), and optionally TensorBoard."""
+
+    def __init__(self, path: Path, tensorboard_dir: Path | None = None) -> None:
+        self.path = path
+        self._tb = None
+        if tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(tensorboard_dir))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            prefix = f"eval/{record['domain']}" if record.get("kind") == "eval" else "train"
+            for key, value in record.items():
+                if isinstance(value, int | float) and key != "step":
+                    self._tb.add_scalar(f"{prefix}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """All records of a metrics.jsonl (tests and the demo read losses back)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def throughput_dict(tp: Throughput) -> dict[str, Any]:
+    return asdict(tp)

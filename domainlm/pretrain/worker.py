@@ -1,0 +1,27 @@
+"""Entry point of each training process the launcher starts: `python -m domainlm.pretrain.worker --run-dir RUN`.
+
+The parent (`domainlm pretrain`) validated the recipe and wrote RUN/recipe.yaml and RUN/run.json;
+this process only joins the process group and trains (domainlm.pretrain.loop). Several `--run-dir`
+run one after another in the same process group (a sweep of small runs pays the start-up once).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from domainlm.pretrain.loop import run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="domainlm.pretrain.worker")
+    parser.add_argument("--run-dir", type=Path, action="append", required=True)
+    # The deepspeed launcher appends --local_rank unless told --no_local_rank; LOCAL_RANK is in the env.
+    parser.add_argument("--local_rank", type=int, default=None)
+    args = parser.parse_args(argv)
+    for run_dir in args.run_dir:
+        run(run_dir)
+
+
+if __name__ == "__main__":
+    main()
