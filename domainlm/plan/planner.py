@@ -167,6 +167,8 @@ def _target_params(inputs: PlanInputs, budget: float | None, unique: float | Non
     """(N target, chosen_by): given, or the fit's optimum (data-constrained if unique data is short)."""
     if inputs.params is not None:
         return inputs.params, "--params"
+    if budget is not None and inputs.tokens is not None:
+        return budget / (6.0 * inputs.tokens), "budget / --tokens"
     if budget is not None:
         n_opt, d_opt = fit.optimum(budget)
         if unique is not None and d_opt > unique:
@@ -201,6 +203,22 @@ def _build_shape(inputs: PlanInputs, target: float | None, vocab: int, seq_len: 
             f"{vocab:,}-token vocabulary ({smallest.num_params:,}); raise --flops/--hours/--gpus or lower --vocab"
         )
     return llama_shape_for(target, vocab)
+
+
+def _fill_hours(
+    inputs: PlanInputs, shape: ModelShape, hw_flops: float, vocab: int, seq_len: int
+) -> ModelShape:
+    """Resize so --tokens at the exact per-token FLOPs (attention included) fill the hours; 6ND alone
+    would overshoot them by the attention share (12·L·H·T / 6N, large at long sequences)."""
+    target = float(shape.num_params)
+    for _ in range(8):  # per-token FLOPs grow ~linearly in N, so a few rescalings converge
+        per_token = fl.flops_per_token(shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len)
+        ratio = hw_flops / (inputs.tokens * per_token)
+        if abs(ratio - 1.0) < 0.01:
+            break
+        target *= ratio
+        shape = _build_shape(inputs, target, vocab, seq_len)
+    return shape
 
 
 def _tokens(inputs: PlanInputs, shape: ModelShape, per_token: float, budget, hw_flops, fit) -> float:
@@ -273,6 +291,8 @@ def make_plan(inputs: PlanInputs) -> Plan:
 
     target, chosen_by = (None, "shape flags") if inputs.shape else _target_params(inputs, budget, unique, fit)
     shape = _build_shape(inputs, target, vocab, seq_len)
+    if chosen_by == "budget / --tokens" and hw_flops is not None and inputs.flops is None:
+        shape = _fill_hours(inputs, shape, hw_flops, vocab, seq_len)
     n = shape.num_params
     per_token = fl.flops_per_token(shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len)
     tokens = _tokens(inputs, shape, per_token, budget, hw_flops, fit)

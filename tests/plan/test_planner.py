@@ -142,3 +142,14 @@ def test_two_sources_validation():
     plan = make_plan(PlanInputs(params=1e9, sources=two_sources(1e9, 3e9, None)))
     assert [s.ratio for s in plan.data.sources] == [0.25, 0.75]
     assert plan.data.sources[0].epochs == pytest.approx(plan.data.sources[1].epochs)
+
+
+@pytest.mark.parametrize("seq_len", [2048, 8192])
+def test_budget_and_tokens_size_the_model(seq_len):
+    # 8 H100 for 72 hours and 20B tokens: the model is whatever makes the tokens fill the hours at
+    # the exact per-token count (at 8192 the attention term is ~1/3 of it, so 6ND alone would overshoot).
+    plan = make_plan(PlanInputs(tokens=20e9, num_gpus=8, gpu_type="h100", hours=72, mfu=0.4, seq_len=seq_len))
+    assert plan.sizing.chosen_by == "budget / --tokens"
+    assert plan.compute.gpu_hours / 8 == pytest.approx(72, rel=0.05)
+    flops_only = make_plan(PlanInputs(tokens=20e9, flops=1e21))
+    assert 6 * flops_only.shape.num_params * 20e9 == pytest.approx(1e21, rel=0.05)
