@@ -1,0 +1,210 @@
+"""Corpora + curate config -> OUT/<source>.jsonl.gz (kept documents), OUT/removed.jsonl.gz (one line per
+removal with its reason), OUT/report.json and OUT/report.md.
+
+Two ways to run, same result byte for byte:
+- streaming (default): a process pool computes DocRecords (normalize, rules, MinHash) in input order,
+  and the main process merges them (global exact + near dedup) and writes as they arrive: one pass;
+- sharded (`shards=K`): K independent shard jobs write signature files, one merge decides, and a
+  write pass re-reads the corpus for the kept documents: the cluster recipe, run locally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from domainlm.corpus.curate.config import CurateConfig
+from domainlm.corpus.curate.filters import QualityFilter
+from domainlm.corpus.curate.inputs import CorpusSpec, build_readers, describe_inputs, iter_documents
+from domainlm.corpus.curate.merge import DedupMerger, Removal
+from domainlm.corpus.curate.process import DocRecord, finalize_documents, process_documents
+from domainlm.corpus.curate.report import STAGES, CurationStats, Example, build_report, render_markdown
+from domainlm.corpus.curate.shards import merged_records, run_shards
+from domainlm.corpus.curate.writer import REMOVED_LOG, CuratedWriter, JsonlGzWriter
+from domainlm.corpus.readers import CorpusReader
+from domainlm.errors import ConfigError
+from domainlm.outputs import atomic_output_dir, atomic_write_text, write_json
+from domainlm.progress import make_progress
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CurateResult:
+    report: dict[str, Any]
+    seconds: float
+    out: Path | None
+
+    @property
+    def run_info(self) -> dict[str, Any]:
+        """Throughput of this run (kept out of report.json, which must not change between runs)."""
+        docs = self.report["totals"]["docs_in"]
+        num_bytes = sum(entry["read"]["bytes"] for entry in self.report["inputs"])
+        seconds = max(self.seconds, 1e-9)
+        return {
+            "seconds": round(self.seconds, 3),
+            "docs_per_s": round(docs / seconds, 1),
+            "mb_per_s": round(num_bytes / 1e6 / seconds, 3),
+            "out": str(self.out) if self.out else None,
+        }
+
+
+def stage_names(config: CurateConfig) -> list[str]:
+    enabled = {
+        "normalize": config.normalize.enabled,
+        "exact_dedup": config.exact_dedup.enabled,
+        "filters": config.filters.enabled,
+        "near_dedup": config.near_dedup.enabled,
+        "redact": config.redact.enabled,
+    }
+    return [stage for stage in STAGES if enabled[stage]]
+
+
+class _Sink:
+    """Where decisions go when not a dry run: kept texts per source, and the removal log."""
+
+    def __init__(self, out_dir: Path, sources: list[str]) -> None:
+        self.out_dir = out_dir
+        self.kept = CuratedWriter(out_dir, sources)
+        self.removed = JsonlGzWriter(out_dir / REMOVED_LOG)
+
+    def close(self) -> list[dict[str, Any]]:
+        self.removed.close()
+        return self.kept.close()
+
+
+def curate(
+    specs: list[CorpusSpec],
+    config: CurateConfig,
+    out: Path | None = None,
+    workers: int = 1,
+    shards: int = 0,
+    dry_run: bool = False,
+    overwrite: bool = False,
+    quiet: bool = True,
+) -> CurateResult:
+    """Run every enabled stage; with `dry_run` nothing is written and `out` may be None."""
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: must be at least 1")
+    if shards < 0:
+        raise ConfigError(f"--shards {shards}: must be 0 (no sharding) or a number of shards")
+    if not dry_run and out is None:
+        raise ConfigError(
+            "--out is required (the directory for curated documents and the report), or pass --dry-run"
+        )
+    start = time.perf_counter()
+    readers = build_readers(specs)
+    stats = CurationStats(
+        stage_names(config), QualityFilter(config.filters).rule_names, config.examples_per_rule
+    )
+    target = contextlib.nullcontext(None) if dry_run else atomic_output_dir(Path(out), overwrite=overwrite)
+    with target as tmp, make_progress(quiet) as progress:
+        sink = _Sink(tmp, [spec.source for spec in specs]) if tmp is not None else None
+        if shards:
+            work_root = Path(out).parent if out is not None else None
+            read_stats = _run_sharded(
+                specs, readers, config, stats, sink, workers, shards, progress, work_root
+            )
+        else:
+            read_stats = _run_streaming(readers, config, stats, sink, workers, progress)
+        outputs = sink.close() if sink else None
+        report = build_report(
+            stats, config.model_dump(mode="json"), describe_inputs(readers, read_stats), outputs
+        )
+        if tmp is not None:
+            write_json(tmp / "report.json", report)
+            atomic_write_text(tmp / "report.md", render_markdown(report))
+    return CurateResult(report, time.perf_counter() - start, None if dry_run else Path(out))
+
+
+def _apply(sink: _Sink | None, record: DocRecord, removal: Removal | None) -> None:
+    if sink is None:
+        return
+    if removal is None:
+        assert record.text is not None, "streaming records carry their text"
+        sink.kept.write(record.source, record.doc_id, record.text)
+    else:
+        sink.removed.write(removal.as_dict(record))
+
+
+def _run_streaming(
+    readers: list[CorpusReader],
+    config: CurateConfig,
+    stats: CurationStats,
+    sink: _Sink | None,
+    workers: int,
+    progress: Progress,
+) -> None:
+    merger = DedupMerger(config)
+    task = progress.add_task("curate (documents)", total=None)
+    for record in process_documents(iter_documents(readers), config, workers):
+        removal = merger.decide(record)
+        stats.add(record, removal)
+        _apply(sink, record, removal)
+        progress.advance(task)
+    return None  # the readers ran in this process, so their own stats are complete
+
+
+def _run_sharded(
+    specs: list[CorpusSpec],
+    readers: list[CorpusReader],
+    config: CurateConfig,
+    stats: CurationStats,
+    sink: _Sink | None,
+    workers: int,
+    shards: int,
+    progress: Progress,
+    work_root: Path | None,
+) -> list[dict[str, Any]]:
+    keep = bytearray()  # one byte per document: the only per-document state kept between passes
+    pending: dict[int, Example] = {}
+    with tempfile.TemporaryDirectory(prefix=".curate-signatures-", dir=work_root) as work:
+        task = progress.add_task(f"signatures ({shards} shards)", total=None)
+        paths, read_stats = run_shards(specs, config, shards, Path(work), workers)
+        progress.update(task, completed=1, total=1)
+        merge_task = progress.add_task("merge (documents)", total=None)
+        merger = DedupMerger(config)
+        for record in merged_records(paths):
+            assert record.ordinal == len(keep), "shard streams out of order"
+            removal = merger.decide(record)
+            example = stats.add(record, removal)
+            if example is not None:
+                pending[record.ordinal] = example
+            keep.append(removal is None)
+            if sink is not None and removal is not None:
+                sink.removed.write(removal.as_dict(record))
+            progress.advance(merge_task)
+    if sink is not None or pending:
+        _write_pass(readers, config, keep, pending, sink, workers, progress)
+    return read_stats
+
+
+def _write_pass(
+    readers: list[CorpusReader],
+    config: CurateConfig,
+    keep: bytearray,
+    pending: dict[int, Example],
+    sink: _Sink | None,
+    workers: int,
+    progress: Progress,
+) -> None:
+    """Re-read the corpus; finalize (normalize + redact) the kept documents and the quoted removals."""
+    task = progress.add_task("write (documents)", total=len(keep))
+    wanted = (
+        (ordinal, doc)
+        for ordinal, doc in iter_documents(readers)
+        if (sink is not None and keep[ordinal]) or ordinal in pending
+    )
+    for ordinal, doc, text in finalize_documents(wanted, config, workers):
+        if ordinal in pending:
+            pending[ordinal].text = text
+        if sink is not None and keep[ordinal]:
+            sink.kept.write(doc.source, doc.doc_id, text)
+        progress.update(task, completed=ordinal + 1)

@@ -1,0 +1,149 @@
+"""Documents -> DocRecords: the per-document work (normalize, digest, rules, MinHash, redact), run in
+a process pool with bounded in-flight batches and results returned in input order.
+
+Everything here is a pure function of (document, config), which is what makes the output
+independent of the number of workers and lets shards compute records on different machines.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from domainlm.corpus.curate.config import CurateConfig
+from domainlm.corpus.curate.dedup_exact import text_digest
+from domainlm.corpus.curate.dedup_near import MinHasher
+from domainlm.corpus.curate.filters import QualityFilter, Verdict, count_words
+from domainlm.corpus.curate.normalize import normalize_text
+from domainlm.corpus.curate.redact import Redactor
+from domainlm.corpus.readers import Document
+
+# Batches queued per worker: enough to keep every core busy, few enough that memory stays bounded
+# (the reader is pulled only as fast as results are consumed).
+_IN_FLIGHT_PER_WORKER = 4
+EMPTY_RULE = "empty"
+
+
+@dataclass
+class DocRecord:
+    """Everything the global (sequential) decisions need about one document.
+
+    `text` is the output text (normalized, then redacted); shard runs drop it to keep signature files
+    small and re-read the corpus when writing. `verdict` is a filter verdict, or the normalize
+    stage's 'empty' verdict for documents that normalize to nothing.
+    """
+
+    ordinal: int
+    doc_id: str
+    source: str
+    num_words: int
+    digest: bytes
+    verdict: Verdict | None
+    signature: np.ndarray | None
+    redactions: dict[str, int]
+    text: str | None
+
+
+class DocProcessor:
+    """Built once per process from the config (MinHash permutations, compiled rules)."""
+
+    def __init__(self, config: CurateConfig) -> None:
+        self.config = config
+        self.quality = QualityFilter(config.filters)
+        self.minhasher = MinHasher(config.near_dedup) if config.near_dedup.enabled else None
+        self.redactor = Redactor(config.redact)
+
+    def finalize(self, text: str) -> tuple[str, dict[str, int]]:
+        """Raw text -> the text written out (normalized, redacted) and the redaction counts."""
+        return self.redactor.redact(normalize_text(text, self.config.normalize))
+
+    def process(self, ordinal: int, doc: Document) -> DocRecord:
+        text = normalize_text(doc.text, self.config.normalize)
+        verdict = Verdict(EMPTY_RULE, "nothing left after normalization") if not text.strip() else None
+        verdict = verdict or self.quality.check(text)
+        # Signatures only for documents that can reach near-dedup: the expensive part of the stage.
+        signature = self.minhasher.signature(text) if self.minhasher and verdict is None else None
+        output, redactions = self.redactor.redact(text)
+        return DocRecord(
+            ordinal=ordinal,
+            doc_id=doc.doc_id,
+            source=doc.source,
+            num_words=count_words(text),
+            digest=text_digest(text, self.config.exact_dedup.digest_bytes),
+            verdict=verdict,
+            signature=signature,
+            redactions=redactions,
+            text=output,
+        )
+
+
+_worker: DocProcessor | None = None
+
+
+def _init_worker(config: CurateConfig) -> None:
+    global _worker
+    _worker = DocProcessor(config)
+
+
+def _process_batch(batch: list[tuple[int, Document]]) -> list[DocRecord]:
+    assert _worker is not None, "worker not initialized"
+    return [_worker.process(ordinal, doc) for ordinal, doc in batch]
+
+
+def _finalize_batch(batch: list[tuple[int, Document]]) -> list[tuple[int, Document, str]]:
+    assert _worker is not None, "worker not initialized"
+    return [(ordinal, doc, _worker.finalize(doc.text)[0]) for ordinal, doc in batch]
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def ordered_map(
+    function: Callable[[list[Any]], list[Any]],
+    batches: Iterable[list[Any]],
+    config: CurateConfig,
+    workers: int,
+) -> Iterator[Any]:
+    """Apply a module-level batch function in `workers` processes; items come back in input order."""
+    if workers <= 1:
+        _init_worker(config)
+        for batch in batches:
+            yield from function(batch)
+        return
+    # fork: workers inherit the imported modules, so a pool starts in milliseconds, not seconds.
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(pool.apply_async(function, (batch,)))
+            if len(pending) >= workers * _IN_FLIGHT_PER_WORKER:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
+
+
+def process_documents(
+    docs: Iterable[tuple[int, Document]], config: CurateConfig, workers: int
+) -> Iterator[DocRecord]:
+    """(ordinal, Document) pairs -> DocRecords in the same order."""
+    return ordered_map(_process_batch, batched(docs, config.batch_docs), config, workers)
+
+
+def finalize_documents(
+    docs: Iterable[tuple[int, Document]], config: CurateConfig, workers: int
+) -> Iterator[tuple[int, Document, str]]:
+    """(ordinal, Document) pairs -> (ordinal, Document, output text) in the same order."""
+    return ordered_map(_finalize_batch, batched(docs, config.batch_docs), config, workers)

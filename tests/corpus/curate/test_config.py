@@ -1,0 +1,65 @@
+import pytest
+
+from domainlm.corpus.curate.config import (
+    DEFAULT_CONFIG_PATH,
+    GOPHER_WEB_CONFIG_PATH,
+    CurateConfig,
+    load_curate_config,
+)
+from domainlm.errors import ConfigError
+
+
+def test_default_yaml_equals_builtin_defaults():
+    assert load_curate_config(DEFAULT_CONFIG_PATH) == CurateConfig()
+
+
+def test_gopher_web_yaml_has_published_thresholds():
+    config = load_curate_config(GOPHER_WEB_CONFIG_PATH)
+    assert config.filters.rules.top_ngrams.max_char_fraction == {2: 0.20, 3: 0.18, 4: 0.16}
+    assert config.filters.rules.duplicate_ngrams.max_char_fraction[5] == 0.15
+    assert config.filters.rules.duplicate_ngrams.max_char_fraction[10] == 0.10
+    assert config.near_dedup == CurateConfig().near_dedup
+
+
+def test_set_overrides_and_rows():
+    config = load_curate_config(None, ["near_dedup.threshold=0.5", "near_dedup.bands=32"])
+    assert config.near_dedup.threshold == 0.5
+    assert config.near_dedup.rows == 4
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("near_dedup.threshold=1.5", r"near_dedup\.threshold: Input should be less than or equal to 1"),
+        ("near_dedup.threshold=-0.1", r"near_dedup\.threshold: Input should be greater than or equal to 0"),
+        ("near_dedup.bands=10", r"bands \(10\) must divide num_perm \(128\)"),
+        ("filters.rules.word_count.min_words=200000", r"min_words \(200000\) is above max_words"),
+        ("filters.rules.mean_word_length.min_chars=20", r"min_chars \(20\.0\) is above max_chars"),
+        ("filters.rules.alpha_words.min_fraction=2", r"alpha_words\.min_fraction"),
+        (
+            "filters.rules.top_ngrams.max_char_fraction={2: 1.5}",
+            r"fraction 1\.5 for 2-grams must be in \[0, 1\]",
+        ),
+        (
+            "filters.rules.duplicate_ngrams.max_char_fraction={40: 0.1}",
+            r"n-gram size 40 must be in \[1, 32\]",
+        ),
+        (
+            "filters.rules.perplexity={enabled: true}",
+            r"unknown rule\(s\) perplexity; known rules: word_count",
+        ),
+        ("near_dedup.treshold=0.7", r"near_dedup\.treshold: unknown key"),
+        ("normalize.unicode_form=NFD", r"normalize\.unicode_form"),
+        ("exact_dedup.digest_bytes=4", r"exact_dedup\.digest_bytes"),
+    ],
+)
+def test_invalid_config_is_one_config_error(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_curate_config(None, [override])
+
+
+def test_bad_yaml_file_names_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("near_dedup:\n  threshold: 2\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: near_dedup\.threshold"):
+        load_curate_config(path)
