@@ -121,10 +121,10 @@ def _shortfall(supply: Supply, needed: int, cap: int, total: int, seq_len: int) 
     return (
         f"source {supply.name!r} has {human_count(supply.available_tokens)} training tokens but needs "
         f"{human_count(needed * seq_len)} (ratio {supply.ratio:g} of {human_count(total * seq_len)}) = "
-        f"{repeats:.2f} repeats, over max_repeats {supply.max_repeats:g}: {human_count(missing)} tokens "
+        f"{repeats:.3f} repeats, over max_repeats {supply.max_repeats:g}: {human_count(missing)} tokens "
         f"missing; add at least {human_count(missing / supply.max_repeats)} tokens of data, lower its ratio "
         f"to <= {cap / total:.4f} (or lower total_tokens), or allow sources.{supply.name}.max_repeats >= "
-        f"{_round_up(repeats, 2):g}"
+        f"{_round_up(repeats, 3):g}"
     )
 
 

@@ -59,7 +59,7 @@ def test_too_small_source_error_names_missing_tokens_and_three_ways_out():
     message = str(info.value)
     # needs 510 sequences, has 100 x 2 repeats = 200: 310 sequences = 310K tokens missing
     assert "source 'finance' has 100K training tokens but needs 510K" in message
-    assert "5.10 repeats, over max_repeats 2: 310K tokens missing" in message
+    assert "5.100 repeats, over max_repeats 2: 310K tokens missing" in message
     assert "add at least 155K tokens of data" in message
     assert "lower its ratio to <= 0.2000" in message
     assert "allow sources.finance.max_repeats >= 5.1" in message
