@@ -1,0 +1,113 @@
+"""`domainlm vocab report`: tokenizers x corpora (+ term lists) -> coverage table, report.json/.md/.html."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from domainlm.errors import ConfigError
+from domainlm.outputs import to_json
+from domainlm.progress import console, err_console
+
+app = typer.Typer(help="Vocabulary coverage: how well tokenizers cover domain text.", no_args_is_help=True)
+
+
+@app.command("report")
+def report(
+    out: Annotated[
+        Path, typer.Option("--out", help="Output directory for report.json/.md/.html and charts.")
+    ],
+    tokenizer: Annotated[
+        list[str] | None,
+        typer.Option("--tokenizer", help="NAME=PATH of a tokenizer directory, or gpt2 / bert-base-uncased."),
+    ] = None,
+    corpus: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--corpus", help="NAME=PATH (file, folder, glob) or finance / legal / medical / general."
+        ),
+    ] = None,
+    terms: Annotated[
+        list[str] | None,
+        typer.Option("--terms", help="NAME=FILE (one term per line, or JSON), or legal / finance / medical."),
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="Tokenizer to compare against (default: first).")
+    ] = None,
+    sample_docs: Annotated[
+        int, typer.Option("--sample-docs", help="Documents sampled per corpus; 0 = all.")
+    ] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the document sample.")] = 0,
+    top_words: Annotated[int, typer.Option("--top-words", help="Fragmented words listed per corpus.")] = 15,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
+) -> None:
+    """Compare tokenizers on corpora: fertility, bytes/token, split words, unknown and byte-fallback rates,
+    vocabulary use, the most fragmented words, term pieces, and tokens relative to a baseline."""
+    from domainlm.tokenizer.coverage import build_coverage_report
+    from domainlm.tokenizer.report import write_report
+    from domainlm.tokenizer.resolve import resolve_corpus, resolve_terms, resolve_tokenizer
+
+    if out.exists() and not overwrite:  # fail before minutes of measuring, not after
+        raise ConfigError(f"{out}: output directory already exists; choose another --out or pass --overwrite")
+    result = build_coverage_report(
+        [resolve_tokenizer(t) for t in tokenizer or []],
+        [resolve_corpus(c) for c in corpus or []],
+        [resolve_terms(t) for t in terms or []],
+        baseline=baseline,
+        sample_docs=sample_docs,
+        seed=seed,
+        top_words=top_words,
+        quiet=quiet or json_out,
+    )
+    files = write_report(result, out, overwrite=overwrite)
+    if json_out:
+        print(to_json(result), end="")
+        return
+    # Piped output has no width; 140 columns keeps the table on one line per row in logs.
+    out_console = console if console.is_terminal else Console(width=140)
+    out_console.print(coverage_table(result))
+    for line in _headlines(result):
+        out_console.print(f"- {line}")
+    err_console.print(f"wrote {', '.join(str(f) for f in files[:3])} (+{len(files) - 3} charts)")
+
+
+def _headlines(result: dict) -> list[str]:
+    from domainlm.tokenizer.report import headlines
+
+    return headlines(result)
+
+
+def coverage_table(result: dict) -> Table:
+    """The terminal view: one row per corpus x tokenizer."""
+    table = Table(
+        title=f"vocabulary coverage (baseline {result['settings']['baseline']})", box=box.SIMPLE_HEAD
+    )
+    # Short headers so the table fits 80 columns (pipes and CI logs); report.md has the long names.
+    table.add_column("corpus", no_wrap=True)
+    table.add_column("tokenizer", no_wrap=True)
+    for name in ("tok/word", "B/tok", "split", "unk", "byte fb", "vocab", "vs base"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    best = {}
+    for m in result["metrics"]:
+        best[m["corpus"]] = min(best.get(m["corpus"], m["fertility"]), m["fertility"])
+    for m in result["metrics"]:
+        fertility = f"{m['fertility']:.3f}"
+        if m["fertility"] == best[m["corpus"]]:
+            fertility = f"[bold green]{fertility}[/]"
+        table.add_row(
+            m["corpus"], m["tokenizer"], fertility, f"{m['bytes_per_token']:.2f}", f"{m['split_word_share']:.1%}",
+            f"{m['unk_rate']:.2%}", f"{m['byte_fallback_rate']:.2%}", f"{m['vocab_used_share']:.1%}",
+            f"{m['tokens_vs_baseline']:.3f}",
+        )  # fmt: skip
+    return table
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="vocab")
