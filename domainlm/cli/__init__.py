@@ -26,6 +26,7 @@ app = typer.Typer(
 # Each module defines `register(app)`; the order is the order of the pipeline in --help.
 COMMAND_MODULES: list[str] = [
     "domainlm.cli.tokenizer",
+    "domainlm.cli.vocab",
     "domainlm.cli.curate",
     "domainlm.cli.mix",
     "domainlm.cli.plan",
