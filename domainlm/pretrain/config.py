@@ -75,6 +75,10 @@ class DataConfig(StrictModel):
 
     mix: str = Field(description="mix directory (has manifest.json) or mix YAML (built into build_dir)")
     build_dir: str | None = Field(None, description="where a mix YAML is built; None = <run dir>/mix")
+    mix_overrides: list[str] = Field(
+        default_factory=list,
+        description="--set overrides for a mix YAML, e.g. [seq_len=128, total_tokens=2M]",
+    )
     tokenizer: str | None = Field(None, description="tokenizer dir; None = the one the mix was built with")
 
 
@@ -140,8 +144,8 @@ class DeepSpeedConfig(StrictModel):
     offload_params: bool = Field(False, description="ZeRO-3 parameters in CPU RAM")
     activation_checkpointing: bool = Field(False, description="recompute activations in backward")
     overlap_comm: bool = Field(True, description="overlap gradient reduction with backward (GPU)")
-    reduce_bucket_size: int | str = Field("50M", description="elements per reduce bucket")
-    stage3_prefetch_bucket_size: int | str = Field("50M", description="elements prefetched ahead (ZeRO-3)")
+    reduce_bucket_size: int | str = Field(50_000_000, description="elements per reduce bucket, e.g. 50M")
+    stage3_prefetch_bucket_size: int | str = Field(50_000_000, description="elements prefetched ahead (ZeRO-3)")
 
     @field_validator("reduce_bucket_size", "stage3_prefetch_bucket_size")
     @classmethod

@@ -53,13 +53,16 @@ def resolve_launch(
 ) -> LaunchSpec:
     """Flags over recipe; validate the combination before anything is started."""
     gpus = cuda_device_count() if gpus_available is None else gpus_available
-    device = cfg.device if cfg.device != "auto" else ("cuda" if gpus > 0 else "cpu")
+    launcher = launcher or cfg.launcher
+    # A Slurm script runs on the GPU nodes, not on the (often GPU-less) node that writes it.
+    on_gpus = gpus > 0 or launcher == "slurm"
+    device = cfg.device if cfg.device != "auto" else ("cuda" if on_gpus else "cpu")
     spec = LaunchSpec(
         device=device,
         num_gpus=num_gpus or cfg.num_gpus,
         num_nodes=num_nodes or cfg.num_nodes,
         hostfile=Path(hostfile or cfg.hostfile) if (hostfile or cfg.hostfile) else None,
-        launcher=launcher or cfg.launcher,
+        launcher=launcher,
         master_port=cfg.master_port,
     )
     if spec.launcher not in ("deepspeed", "slurm"):

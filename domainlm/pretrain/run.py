@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from domainlm.config import read_yaml
 from domainlm.errors import ConfigError, DataError, ResourceError
 from domainlm.mix.dataset import MixManifest, open_mix
 from domainlm.outputs import atomic_write_text, to_json, write_json
@@ -49,6 +48,14 @@ class PreparedRun:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def _mix_config(recipe: Recipe) -> Any:
+    """The recipe's mix YAML (with data.mix_overrides and data.tokenizer applied), validated."""
+    from domainlm.mix.config import apply_flags, load_mix_config
+
+    config = load_mix_config(recipe.data.mix, recipe.data.mix_overrides)
+    return apply_flags(config, recipe.data.mix, tokenizer=recipe.data.tokenizer)
+
+
 def _mix_dir_for(recipe: Recipe, run_dir: Path, build: bool) -> Path:
     """The mix directory, building a mix YAML into data.build_dir (default <run dir>/mix) when needed."""
     source = Path(recipe.data.mix)
@@ -58,15 +65,15 @@ def _mix_dir_for(recipe: Recipe, run_dir: Path, build: bool) -> Path:
         raise ConfigError(
             f"data.mix {source}: not a mix directory or a mix YAML; build one with `domainlm mix`"
         )
-    if not source.is_file():
-        raise ConfigError(f"data.mix {source}: file not found")
+    config = _mix_config(recipe)  # validated even when the mix is already built, or not built (dry run)
     out = Path(recipe.data.build_dir) if recipe.data.build_dir else run_dir / "mix"
     if (out / "manifest.json").is_file() or not build:
         return out
     from domainlm.mix.build import build_mix  # the mix stage's library API
+    from domainlm.mix.config import apply_flags
 
     log.info("building mix %s -> %s", source, out)
-    build_mix(source, out, tokenizer=recipe.data.tokenizer)
+    build_mix(apply_flags(config, recipe.data.mix, out=str(out)), quiet=True)
     return out
 
 
@@ -78,6 +85,12 @@ def _tokenizer_dir(recipe: Recipe, manifest: MixManifest) -> Path:
     if not path.is_dir():
         raise DataError(f"tokenizer {path}: not found; set data.tokenizer to the mix's tokenizer directory")
     return path
+
+
+def _vocab_size(tokenizer_dir: Path) -> int:
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(tokenizer_dir))
 
 
 def _check_tokenizer(recipe: Recipe, manifest: MixManifest, tokenizer_dir: Path) -> int:
@@ -120,17 +133,18 @@ def prepare_run(
     run_dir = Path(out or Path("runs") / recipe.name).resolve()
     spec = resolve_launch(recipe.launch, num_gpus, num_nodes, hostfile, launcher)
     mix_dir = _mix_dir_for(recipe, run_dir, build)
-    if not (mix_dir / "manifest.json").is_file():
-        manifest = None
-        seq_len = int(read_yaml(recipe.data.mix).get("seq_len", 2048))
-    else:
+    if (mix_dir / "manifest.json").is_file():
         manifest = open_mix(mix_dir)
-        seq_len = manifest.seq_len
+        seq_len, tokenizer_dir = manifest.seq_len, _tokenizer_dir(recipe, manifest)
+        vocab_size = _check_tokenizer(recipe, manifest, tokenizer_dir)
+    else:  # a mix YAML not built yet (--dry-run): what it will produce
+        config = _mix_config(recipe)
+        if config.tokenizer is None:
+            raise ConfigError(f"data.mix {recipe.data.mix}: names no tokenizer; set data.tokenizer")
+        seq_len, tokenizer_dir = config.seq_len, Path(config.tokenizer)
+        vocab_size = _vocab_size(tokenizer_dir)
     ds_config = build_deepspeed_config(recipe, seq_len, spec.world_size)
-    tokenizer_dir = _tokenizer_dir(recipe, manifest) if manifest else Path(recipe.data.tokenizer or "")
-    info = {"seq_len": seq_len, "max_steps": max_steps(recipe.train, seq_len)}
-    if manifest is not None:
-        info["vocab_size"] = _check_tokenizer(recipe, manifest, tokenizer_dir)
+    info = {"seq_len": seq_len, "max_steps": max_steps(recipe.train, seq_len), "vocab_size": vocab_size}
     found = ckpt.latest_checkpoint(run_dir)
     _check_run_dir(run_dir, found, resume, info["max_steps"])
     return PreparedRun(
@@ -189,7 +203,7 @@ def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
     from domainlm.plan.shapes import make_shape
 
     recipe, model = prepared.recipe, prepared.recipe.model
-    if model.arch != "llama" or model.init_from is not None or "vocab_size" not in prepared.info:
+    if model.arch != "llama" or model.init_from is not None:
         return {"note": "the planner models from-scratch Llama shapes over a built mix; no estimate"}
     seq_len, ds = prepared.info["seq_len"], recipe.deepspeed
     gpu = get_gpu(recipe.launch.gpu_type)

@@ -1,0 +1,110 @@
+"""`domainlm pretrain --recipe NAME|FILE`: recipe -> DeepSpeed ZeRO run dir with checkpoints, metrics and an HF export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.syntax import Syntax
+from rich.table import Table
+
+from domainlm.progress import console
+
+
+def _estimate_table(estimate: dict) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title="planner estimate (domainlm.plan)")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in estimate.items():
+        table.add_row(
+            key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        )
+    return table
+
+
+def _print_dry_run(report: dict) -> None:
+    from domainlm.config import dump_yaml
+
+    console.print("[bold]resolved recipe[/bold]")
+    console.print(Syntax(dump_yaml(report["recipe"]), "yaml"))
+    console.print("[bold]DeepSpeed config[/bold]")
+    console.print(Syntax(json.dumps(report["deepspeed_config"], indent=2), "json"))
+    console.print(
+        f"world size {report['world_size']}, gradient accumulation {report['gradient_accumulation_steps']}, "
+        f"{report['max_steps']:,} steps, run dir {report['run_dir']}"
+    )
+    if report["resume_from"]:
+        console.print(f"would resume from {report['resume_from']}")
+    console.print("[bold]launch command[/bold]")
+    console.print(report["command"], soft_wrap=True, markup=False)
+    console.print(_estimate_table(report["estimate"]))
+
+
+def pretrain(
+    recipe: Annotated[
+        str, typer.Option(help="Shipped recipe name (legal, finance, medical, tiny_cpu) or YAML path.")
+    ],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: a.b=value.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<recipe name>).")] = None,
+    num_gpus: Annotated[int | None, typer.Option(help="Processes per node (GPUs; CPU ranks on CPU).")] = None,
+    num_nodes: Annotated[
+        int | None, typer.Option(help="Nodes (needs --hostfile or --launcher slurm).")
+    ] = None,
+    hostfile: Annotated[str | None, typer.Option(help="DeepSpeed hostfile for multi-node runs.")] = None,
+    launcher: Annotated[
+        str | None, typer.Option(help="deepspeed (run now) or slurm (write an sbatch script).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Require a checkpoint to resume from (resuming is automatic).")
+    ] = False,
+    force_resume: Annotated[
+        bool, typer.Option(help="Resume even if the data or tokenizer fingerprint changed.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Print recipe, DeepSpeed JSON, command and estimate; run nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only (stdout).")] = False,
+) -> None:
+    """Pretrain with DeepSpeed ZeRO from a recipe; resumes automatically from the run dir's last checkpoint."""
+    from domainlm.pretrain.run import dry_run_report, launch, prepare_run
+
+    prepared = prepare_run(
+        recipe,
+        set_ or [],
+        out,
+        num_gpus=num_gpus,
+        num_nodes=num_nodes,
+        hostfile=hostfile,
+        launcher=launcher,
+        resume=resume,
+        force_resume=force_resume,
+        build=not dry_run,
+    )
+    if dry_run:
+        report = dry_run_report(prepared)
+        if as_json:
+            print(json.dumps(report, indent=2))
+        else:
+            _print_dry_run(report)
+        return
+    run_dir = launch(prepared)
+    export = run_dir / "export"
+    result = {
+        "run_dir": str(run_dir),
+        "export": str(export) if (export / "config.json").is_file() else None,
+        "sbatch": str(run_dir / "launch.sbatch") if prepared.spec.launcher == "slurm" else None,
+        "metrics": str(run_dir / "metrics.jsonl"),
+    }
+    if as_json:
+        print(json.dumps(result, indent=2))
+    elif result["sbatch"]:
+        console.print(f"wrote {result['sbatch']}; submit it with: sbatch {result['sbatch']}")
+    else:
+        console.print(f"run dir {run_dir}\nexported model {result['export']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pretrain")(pretrain)
