@@ -30,6 +30,7 @@ COMMAND_MODULES: list[str] = [
     "domainlm.cli.curate",
     "domainlm.cli.mix",
     "domainlm.cli.plan",
+    "domainlm.cli.pretrain",
 ]
 
 _state = {"debug": False}
