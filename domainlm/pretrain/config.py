@@ -145,7 +145,9 @@ class DeepSpeedConfig(StrictModel):
     activation_checkpointing: bool = Field(False, description="recompute activations in backward")
     overlap_comm: bool = Field(True, description="overlap gradient reduction with backward (GPU)")
     reduce_bucket_size: int | str = Field(50_000_000, description="elements per reduce bucket, e.g. 50M")
-    stage3_prefetch_bucket_size: int | str = Field(50_000_000, description="elements prefetched ahead (ZeRO-3)")
+    stage3_prefetch_bucket_size: int | str = Field(
+        50_000_000, description="elements prefetched ahead (ZeRO-3)"
+    )
 
     @field_validator("reduce_bucket_size", "stage3_prefetch_bucket_size")
     @classmethod
