@@ -112,13 +112,17 @@ def layer_activation_bytes(shape: ModelShape, seq_len: int, micro_batch: int, fl
     """Bytes one transformer layer keeps for backward in 16-bit training (Korthikanti et al. 2022).
 
     GPT-style (dropout, 4h GeLU MLP): attention 11·sbh + 5·as²b, MLP 19·sbh, two LayerNorms 4·sbh.
-    Llama-style has no dropout and a SwiGLU MLP of width f: attention 10·sbh + 2·as²b (softmax
-    output only), MLP 2·sbh + 6·sbf (gate, up and their product), two RMSNorms 4·sbh.
+    Llama-style, counted as the Hugging Face implementation saves tensors (a test checks it with
+    saved-tensor hooks): no dropout; each RMSNorm keeps its input upcast to fp32 (4·sbh), the
+    normalized 16-bit tensor for the weight's gradient (2·sbh) and its output, the next matmul's
+    input (2·sbh); attention keeps q, k, v and the output projection's input (8·sbh); the SwiGLU
+    MLP of width f keeps gate, SiLU(gate), up and their product (8·sbf). Eager attention adds the
+    fp32 softmax and its 16-bit copy, 6·as²b. Total 24·sbh + 8·sbf (+ 6·as²b eager).
     """
     s, b, h, a = seq_len, micro_batch, shape.hidden_size, shape.num_heads
     f = shape.ffn_size
     if shape.arch == "llama":
-        per_token, scores = 16 * h + 6 * f, 2
+        per_token, scores = 24 * h + 8 * f, 6
     else:
         per_token, scores = 18 * h + 4 * f, 5  # 11h + (3h + 4f) + 4h = 34h at f = 4h
     total = s * b * per_token
@@ -144,9 +148,11 @@ def activation_bytes(
         layers = shape.num_layers * 2 * tokens * shape.hidden_size + layer
     else:
         layers = shape.num_layers * layer
-    embed_and_norm = 4 * tokens * shape.hidden_size  # embedding output + final-norm input
-    # Logits in the compute dtype, their fp32 upcast for the loss, and fp32 log-softmax kept for
-    # backward: at a 131k vocabulary this rivals a whole layer's activations.
+    # The final norm, counted like the layers' norms (8·sbh for HF Llama, 4·sbh for LayerNorm models).
+    embed_and_norm = (8 if shape.arch == "llama" else 4) * tokens * shape.hidden_size
+    # Peak at the loss: the fp32 log-softmax saved for backward (4·sbV), the 16-bit logits the model
+    # returns (2·sbV, held while the output lives), and the fp32 gradient that backward starts with
+    # (4·sbV). At a 131k vocabulary this rivals a whole layer's activations.
     act = 4 if precision == "fp32" else 2
     logits = tokens * shape.vocab_size * (act + 8)
     return scale * (layers + embed_and_norm) + logits

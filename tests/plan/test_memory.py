@@ -51,10 +51,10 @@ def test_korthikanti_layer_formula_hand_checked():
     assert layer_activation_bytes(gpt, 2048, 1, flash_attention=False) == 8_388_608 * 114
     # FlashAttention never stores the a·s² scores: 34·s·b·h.
     assert layer_activation_bytes(gpt, 2048, 1, flash_attention=True) == 8_388_608 * 34
-    # Llama: no dropout, SwiGLU width f: (16h + 6f)·sb + 2·a·s²·b.
+    # Llama as HF saves it: (24h + 8f)·sb + 6·a·s²·b (see layer_activation_bytes).
     llama = make_shape("llama", 1, 4096, 32, 32000)
     sb = 2048 * 2
-    expected = sb * (16 * 4096 + 6 * 11008) + 2 * 32 * 2048 * 2048 * 2
+    expected = sb * (24 * 4096 + 8 * 11008) + 6 * 32 * 2048 * 2048 * 2
     assert layer_activation_bytes(llama, 2048, 2, flash_attention=False) == expected
 
 
@@ -63,7 +63,7 @@ def test_checkpointing_keeps_layer_inputs_plus_one_layer():
     s, b = 2048, 1
     layer = layer_activation_bytes(shape, s, b, flash_attention=True)
     logits = s * b * 32000 * (2 + 8)
-    edges = 4 * s * b * 4096
+    edges = 8 * s * b * 4096  # final RMSNorm, as HF Llama saves it
     full = activation_bytes(shape, s, b, "bf16", checkpointing=False)
     ckpt = activation_bytes(shape, s, b, "bf16", checkpointing=True)
     assert full == 32 * layer + edges + logits
