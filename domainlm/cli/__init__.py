@@ -31,6 +31,7 @@ COMMAND_MODULES: list[str] = [
     "domainlm.cli.mix",
     "domainlm.cli.plan",
     "domainlm.cli.pretrain",
+    "domainlm.cli.eval",
 ]
 
 _state = {"debug": False}

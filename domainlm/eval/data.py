@@ -1,0 +1,131 @@
+"""`--data` specs (mix dirs, NAME=PATH corpora, shipped sample names) -> per-domain held-out text.
+
+Every model reads the same raw text and tokenizes it with its own tokenizer, so bits per byte is
+measured over identical bytes for all models. A mix directory contributes one domain per source,
+from its held-out `val/<source>.jsonl.gz` (contract A); a corpus path or a shipped sample name
+(`finance`, `legal`, `medical`, `general`) contributes one domain with all of its documents.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from domainlm.assets import SAMPLE_DOMAINS, sample_corpus
+from domainlm.corpus import CorpusReader
+from domainlm.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+MIX_FORMAT_PREFIX = "domainlm.mix/"
+
+
+@dataclass(frozen=True)
+class EvalDomain:
+    """One domain's held-out documents and where they came from."""
+
+    name: str
+    source: str
+    texts: tuple[str, ...]
+
+    @property
+    def num_documents(self) -> int:
+        return len(self.texts)
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(len(text.encode("utf-8")) for text in self.texts)
+
+
+def _is_mix_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "manifest.json").is_file()
+
+
+def _mix_val_paths(mix_dir: Path) -> list[tuple[str, Path]]:
+    """(source name, held-out text path) for each source of a domainlm mix, in manifest order."""
+    manifest_path = mix_dir / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(
+            f"{manifest_path}: unreadable mix manifest ({exc}); rebuild it with `domainlm mix`"
+        ) from None
+    fmt = manifest.get("format", "") if isinstance(manifest, dict) else ""
+    if not str(fmt).startswith(MIX_FORMAT_PREFIX):
+        raise DataError(
+            f"{manifest_path}: format {fmt!r} is not a domainlm mix ({MIX_FORMAT_PREFIX}v1); "
+            "pass a mix directory written by `domainlm mix`, or a corpus as NAME=PATH"
+        )
+    pairs = []
+    for source in manifest.get("sources", []):
+        name = source["name"]
+        text_path = (source.get("val") or {}).get("text_path") or f"val/{name}.jsonl.gz"
+        path = Path(text_path) if Path(text_path).is_absolute() else mix_dir / text_path
+        if not path.is_file():
+            raise DataError(f"{path}: held-out text of source {name!r} is missing; rebuild the mix")
+        pairs.append((name, path))
+    if not pairs:
+        raise DataError(f"{manifest_path}: the mix lists no sources")
+    return pairs
+
+
+def parse_data_spec(spec: str) -> list[tuple[str, Path]]:
+    """One `--data` value -> (domain name, path) pairs; nothing is read yet."""
+    name, sep, raw_path = spec.partition("=")
+    if sep:
+        if not name.strip() or not raw_path.strip():
+            raise ConfigError(f"--data {spec!r}: expected NAME=PATH, e.g. --data legal=val/legal.jsonl")
+        path = Path(raw_path).expanduser()
+        if _is_mix_dir(path):
+            raise ConfigError(
+                f"--data {spec!r}: {path} is a mix directory; pass it without NAME= to get its sources"
+            )
+        return [(name.strip(), path)]
+    path = Path(spec).expanduser()
+    if _is_mix_dir(path):
+        return _mix_val_paths(path)
+    if path.exists():
+        return [(path.name.split(".")[0], path)]
+    if spec in SAMPLE_DOMAINS:
+        return [(spec, sample_corpus(spec))]
+    raise ConfigError(
+        f"--data {spec!r}: no such mix directory or corpus path, and not a shipped sample "
+        f"({', '.join(SAMPLE_DOMAINS)}); pass a mix dir, a corpus path or NAME=PATH"
+    )
+
+
+def resolve_data_specs(specs: list[str]) -> list[tuple[str, Path]]:
+    """All `--data` values -> unique (domain, path) pairs, validated before any text is read."""
+    if not specs:
+        raise ConfigError("--data: give at least one mix directory, corpus path or shipped sample name")
+    pairs: list[tuple[str, Path]] = []
+    for spec in specs:
+        for name, path in parse_data_spec(spec):
+            if any(name == seen for seen, _ in pairs):
+                raise ConfigError(f"--data: domain {name!r} is given twice; name one of them with NAME=PATH")
+            pairs.append((name, path))
+    return pairs
+
+
+def read_domain(name: str, path: Path, max_docs: int | None = None) -> EvalDomain:
+    """The first `max_docs` documents (all when None) of one corpus, in file order."""
+    reader = CorpusReader(path, source=name)
+    texts = []
+    for document in reader:
+        if max_docs is not None and len(texts) >= max_docs:
+            break
+        texts.append(document.text)
+    if reader.stats.num_skipped:
+        logger.warning("%s: skipped %d unreadable or empty documents", path, reader.stats.num_skipped)
+    if not texts:
+        raise DataError(f"{path}: domain {name!r} has no readable documents; check the file")
+    return EvalDomain(name=name, source=str(path), texts=tuple(texts))
+
+
+def load_domains(specs: list[str], max_docs: int | None = None) -> list[EvalDomain]:
+    """Parse, validate, then read every `--data` value (mix sources expand to one domain each)."""
+    if max_docs is not None and max_docs < 1:
+        raise ConfigError(f"--max-docs {max_docs}: must be at least 1 (or leave it out for all documents)")
+    return [read_domain(name, path, max_docs) for name, path in resolve_data_specs(specs)]

@@ -1,0 +1,52 @@
+"""Token count + context length -> the windows that score every token exactly once.
+
+Causal sliding windows (the stride documented in the README): a document of N positions (the
+prefix token and its N - 1 text tokens) is cut into windows of at most `max_length` positions.
+The first window covers positions [0, max_length) and scores every target in it. Each later
+window scores the next `stride` targets and is right-aligned on them, so each of those targets
+sees at least `max_length - stride` tokens of context (the last, shorter chunk sees more).
+Smaller strides give more context per token and cost more forward passes: about
+N / stride windows of max_length tokens.
+
+Masked and seq2seq models score non-overlapping chunks instead (`chunk_spans`): their objectives
+look at both sides, and each chunk is scored in several corrupted passes (see denoising.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Window:
+    """Input positions [start, end); the last `num_scored` of them are the targets it scores."""
+
+    start: int
+    end: int
+    num_scored: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def causal_windows(num_positions: int, max_length: int, stride: int) -> list[Window]:
+    """Windows over positions 0..num_positions-1; position 0 is context only, never a target."""
+    if max_length < 2 or not 1 <= stride < max_length:
+        raise ValueError(f"need max_length >= 2 and 1 <= stride < max_length, got {max_length}, {stride}")
+    if num_positions < 2:
+        return []
+    end = min(num_positions, max_length)
+    windows = [Window(0, end, end - 1)]
+    while end < num_positions:
+        new_end = min(end + stride, num_positions)
+        windows.append(Window(max(0, new_end - max_length), new_end, new_end - end))
+        end = new_end
+    return windows
+
+
+def chunk_spans(num_tokens: int, chunk_length: int) -> list[tuple[int, int]]:
+    """Non-overlapping [start, end) chunks of at most `chunk_length` tokens covering all tokens."""
+    if chunk_length < 1:
+        raise ValueError(f"chunk_length must be >= 1, got {chunk_length}")
+    return [(start, min(start + chunk_length, num_tokens)) for start in range(0, num_tokens, chunk_length)]
