@@ -153,3 +153,22 @@ def test_budget_and_tokens_size_the_model(seq_len):
     assert plan.compute.gpu_hours / 8 == pytest.approx(72, rel=0.05)
     flops_only = make_plan(PlanInputs(tokens=20e9, flops=1e21))
     assert 6 * flops_only.shape.num_params * 20e9 == pytest.approx(1e21, rel=0.05)
+
+
+def test_fit_choice_and_fp32():
+    hoffmann = make_plan(PlanInputs(flops=5.76e23, fit="hoffmann2022"))
+    assert hoffmann.sizing.fit == "hoffmann2022" and hoffmann.sizing.other_fit == "besiroglu2024"
+    assert hoffmann.shape.num_params == pytest.approx(32.19e9, rel=0.05)
+    fp32 = make_plan(PlanInputs(params=1e9, precision="fp32", gpu_type="a100-80gb", num_gpus=8))
+    ddp = fp32.memory[0]
+    n = fp32.shape.num_params
+    assert (ddp.weights, ddp.grads, ddp.optimizer) == (4 * n, 4 * n, 8 * n)
+    assert fp32.compute.peak_flops == 19.5e12  # plain fp32, no tensor cores
+
+
+def test_user_gpu_catalog(tmp_path):
+    catalog = tmp_path / "gpus.yaml"
+    catalog.write_text("gpus:\n  mi300x: {memory_gib: 192, peak_tflops: {bf16: 1307.4}}\n")
+    plan = make_plan(PlanInputs(params=70e9, gpu_type="mi300x", num_gpus=8, gpu_catalog=str(catalog)))
+    assert plan.compute.peak_flops == pytest.approx(1307.4e12)
+    assert plan.gpu_memory_bytes == 192 * 1024**3
