@@ -13,8 +13,8 @@ Module API (pretrain's `--dry-run` and training metrics use it):
 
 Modules: hardware (GPU catalog), flops, scaling (Chinchilla rule, Hoffmann / Besiroglu fits,
 Muennighoff data-constrained), shapes, memory (ZeRO stages, offload, Korthikanti activations),
-inputs (PlanInputs, mix manifest reader), recommend (strategy and batch schedule), planner
-(make_plan -> Plan), recipe (--write-recipe).
+inputs (PlanInputs, mix manifest reader), recommend (strategy and batch schedule), result (Plan
+and its sections), planner (make_plan -> Plan), recipe (--write-recipe).
 
 `Plan.to_dict()` is `domainlm plan --json`. Units: FLOPs, parameters, tokens and bytes are plain
 numbers (bytes, not GB); times in hours/days/seconds as named. Keys:
