@@ -62,12 +62,15 @@ class DocProcessor:
         """Raw text -> the text written out (normalized, redacted) and the redaction counts."""
         return self.redactor.redact(normalize_text(text, self.config.normalize))
 
-    def process(self, ordinal: int, doc: Document) -> DocRecord:
+    def process(self, ordinal: int, doc: Document, repeat: bool = False) -> DocRecord:
+        """`repeat`: the raw text was seen before, so exact dedup will drop it; skip rules and MinHash."""
         text = normalize_text(doc.text, self.config.normalize)
         verdict = Verdict(EMPTY_RULE, "nothing left after normalization") if not text.strip() else None
-        verdict = verdict or self.quality.check(text)
+        if not repeat:
+            verdict = verdict or self.quality.check(text)
         # Signatures only for documents that can reach near-dedup: the expensive part of the stage.
-        signature = self.minhasher.signature(text) if self.minhasher and verdict is None else None
+        wants_signature = self.minhasher is not None and verdict is None and not repeat
+        signature = self.minhasher.signature(text) if wants_signature else None
         output, redactions = self.redactor.redact(text)
         return DocRecord(
             ordinal=ordinal,
@@ -90,9 +93,25 @@ def _init_worker(config: CurateConfig) -> None:
     _worker = DocProcessor(config)
 
 
-def _process_batch(batch: list[tuple[int, Document]]) -> list[DocRecord]:
+def _process_batch(batch: list[tuple[int, Document, bool]]) -> list[DocRecord]:
     assert _worker is not None, "worker not initialized"
-    return [_worker.process(ordinal, doc) for ordinal, doc in batch]
+    return [_worker.process(ordinal, doc, repeat) for ordinal, doc, repeat in batch]
+
+
+def mark_repeats(
+    docs: Iterable[tuple[int, Document]], config: CurateConfig
+) -> Iterator[tuple[int, Document, bool]]:
+    """Flag documents whose raw text was seen before: exact dedup will remove them whatever the
+    rules say, so workers only normalize and hash them. A crawl with many verbatim copies then
+    costs little more than its unique part. Memory: one digest per distinct raw text."""
+    seen: set[bytes] = set()
+    for ordinal, doc in docs:
+        if not config.exact_dedup.enabled:
+            yield ordinal, doc, False
+            continue
+        digest = text_digest(doc.text, config.exact_dedup.digest_bytes)
+        yield ordinal, doc, digest in seen
+        seen.add(digest)
 
 
 def _finalize_batch(batch: list[tuple[int, Document]]) -> list[tuple[int, Document, str]]:
@@ -139,7 +158,9 @@ def process_documents(
     docs: Iterable[tuple[int, Document]], config: CurateConfig, workers: int
 ) -> Iterator[DocRecord]:
     """(ordinal, Document) pairs -> DocRecords in the same order."""
-    return ordered_map(_process_batch, batched(docs, config.batch_docs), config, workers)
+    return ordered_map(
+        _process_batch, batched(mark_repeats(docs, config), config.batch_docs), config, workers
+    )
 
 
 def finalize_documents(

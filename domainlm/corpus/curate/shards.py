@@ -19,7 +19,7 @@ from typing import Any
 
 from domainlm.corpus.curate.config import CurateConfig
 from domainlm.corpus.curate.inputs import CorpusSpec, build_readers, iter_documents
-from domainlm.corpus.curate.process import DocProcessor, DocRecord, batched
+from domainlm.corpus.curate.process import DocProcessor, DocRecord, batched, mark_repeats
 
 _RECORDS_PER_PICKLE = 1024  # records per pickle frame: bounds memory when reading a shard back
 
@@ -34,12 +34,12 @@ def write_shard_signatures(
     """Compute shard `shard`'s records into its signature file; returns the readers' stats."""
     processor = DocProcessor(config)
     readers = build_readers(specs)
-    mine = ((o, doc) for o, doc in iter_documents(readers) if o % num_shards == shard)
+    mine = mark_repeats(((o, doc) for o, doc in iter_documents(readers) if o % num_shards == shard), config)
     path = shard_path(work_dir, shard)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as handle:
         for batch in batched(mine, _RECORDS_PER_PICKLE):
-            records = [processor.process(ordinal, doc) for ordinal, doc in batch]
+            records = [processor.process(ordinal, doc, repeat) for ordinal, doc, repeat in batch]
             for record in records:
                 record.text = None  # re-read when writing; keeps the file to ~0.6 KB per document
             pickle.dump(records, handle, protocol=pickle.HIGHEST_PROTOCOL)

@@ -67,3 +67,14 @@ def test_cluster_keeps_first_seen_and_threshold_is_applied(paragraphs):
     assert index.first_match(hasher.signature(change_words(base, 2)), "b") is None  # below 0.99: kept
     match = index.first_match(hasher.signature(base + " "), "c")  # same shingles as "a"
     assert match == ("a", 1.0)
+
+
+def test_mark_repeats_flags_verbatim_copies_only():
+    from domainlm.corpus.curate.config import CurateConfig
+    from domainlm.corpus.curate.process import mark_repeats
+    from domainlm.corpus.readers import Document
+
+    docs = [(i, Document(t, "s", f"f:{i}")) for i, t in enumerate(["a b", "a  b", "a b", "c", "a b"])]
+    assert [r for _, _, r in mark_repeats(docs, CurateConfig())] == [False, False, True, False, True]
+    off = CurateConfig(exact_dedup={"enabled": False})
+    assert not any(r for _, _, r in mark_repeats(docs, off))

@@ -148,3 +148,11 @@ def test_ngram_fractions_by_hand():
     assert dup == pytest.approx(4 / 12)
     assert ngram_char_fractions(TextView("one two"), 3) == (0.0, 0.0)
     assert ngram_char_fractions(TextView("x y z w"), 2) == (0.0, 0.0)  # nothing repeats
+
+
+def test_duplicate_ngram_coverage_shrinks_with_n(paragraphs):
+    # The early exit in the duplicate_ngrams rule relies on this.
+    looped = " ".join(paragraphs[0].split()[:30] * 3) + " " + paragraphs[2]
+    for text in (looped, paragraphs[0], "a b a b c a b c d a b c d e"):
+        fractions = [ngram_char_fractions(TextView(text), n)[1] for n in range(1, 12)]
+        assert fractions == sorted(fractions, reverse=True)

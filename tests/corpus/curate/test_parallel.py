@@ -60,7 +60,15 @@ def test_shard_signatures_merge_back_into_global_order(corpus, tmp_path):
     processor = DocProcessor(config)
     direct = [processor.process(o, d) for o, d in iter_documents(build_readers(corpus))]
     assert [r.digest for r in merged] == [r.digest for r in direct]
-    assert all(
-        (a.signature is None and b.signature is None) or (a.signature == b.signature).all()
+    # A shard skips MinHash for raw repeats it has already seen (exact dedup removes them anyway).
+    skipped = [
+        a.ordinal
         for a, b in zip(merged, direct, strict=True)
+        if a.signature is None and b.signature is not None
+    ]
+    assert set(skipped) <= {30, 31, 32}  # the 3 verbatim copies in corpus a
+    assert all(
+        (a.signature == b.signature).all()
+        for a, b in zip(merged, direct, strict=True)
+        if a.signature is not None
     )
