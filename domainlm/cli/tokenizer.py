@@ -137,5 +137,67 @@ def _print_train_summary(manifest: dict, out: Path) -> None:
     console.print(f"special tokens: {specials}")
 
 
+@app.command("extend")
+def extend(
+    base: Annotated[str, typer.Option("--base", help="Base BPE tokenizer directory, or gpt2.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory for the extended tokenizer.")],
+    corpus: Annotated[
+        list[str] | None,
+        typer.Option("--corpus", help="NAME=PATH of domain text, or a shipped name (legal)."),
+    ] = None,
+    num_tokens: Annotated[int, typer.Option("--num-tokens", help="How many domain tokens to add.")] = 1000,
+    min_frequency: Annotated[
+        int, typer.Option("--min-frequency", help="Least pair count for a new token.")
+    ] = 2,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
+) -> None:
+    """Add the N domain tokens that save the most tokens on the corpora to a BPE tokenizer (new merges),
+    writing the tokenizer plus added_tokens_map.json for embedding initialization."""
+    import json
+
+    from domainlm.tokenizer.extend import extend_tokenizer
+    from domainlm.tokenizer.resolve import resolve_corpus, resolve_tokenizer
+
+    manifest = extend_tokenizer(
+        resolve_tokenizer(base)[1], [resolve_corpus(c) for c in corpus or []], num_tokens, out,
+        min_frequency=min_frequency, overwrite=overwrite, quiet=quiet or json_out,
+    )  # fmt: skip
+    if json_out:
+        print(to_json(manifest), end="")
+        return
+    tokens = json.loads((out / "added_tokens_map.json").read_text(encoding="utf-8"))["tokens"]
+    table = Table(
+        title=f"{manifest['num_tokens_added']} tokens added -> vocab {manifest['vocab_size']:,} ({out})"
+    )
+    for column in ("id", "token", "base pieces", "tokens saved"):
+        table.add_column(column, justify="right" if column in ("id", "tokens saved") else "left")
+    for entry in tokens[:15]:
+        table.add_row(
+            str(entry["id"]),
+            repr(entry["text"]),
+            " | ".join(map(repr, _texts(entry))),
+            f"{entry['frequency']:,}",
+        )
+    console.print(table)
+    console.print(
+        f"domain corpus: {manifest['tokens_before']:,} -> {manifest['tokens_after']:,} tokens "
+        f"({manifest['token_reduction']:.1%} shorter)"
+    )
+
+
+def _texts(entry: dict) -> list[str]:
+    """Readable base pieces: byte-level symbols back to text where they form whole characters."""
+    from domainlm.tokenizer.load import byte_decoder
+
+    table = byte_decoder()
+    out = []
+    for piece in entry["base_pieces"]:
+        raw = bytes(table[ch] for ch in piece if ch in table) if all(ch in table for ch in piece) else None
+        out.append(raw.decode("utf-8", errors="replace") if raw is not None else piece)
+    return out
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="tokenizer")
