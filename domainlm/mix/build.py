@@ -19,9 +19,9 @@ from rich.progress import Progress
 
 from domainlm.corpus import CorpusReader
 from domainlm.errors import ConfigError
+from domainlm.mix import layout
 from domainlm.mix.allocate import Allocation, Supply, allocate
 from domainlm.mix.config import MixConfig
-from domainlm.mix.dataset import MANIFEST_NAME
 from domainlm.mix.encode import BatchEncoder, LoadedTokenizer, load_tokenizer, splitting_is_exact
 from domainlm.mix.shards import build_manifest, pack_val, write_train_shards
 from domainlm.mix.sources import SourceTokens, tokenize_source
@@ -74,7 +74,7 @@ def _tokenize_all(
 ) -> list[SourceTokens]:
     work_dir = val_dir = None
     if root is not None:
-        work_dir, val_dir = root / ".work", root / "val"
+        work_dir, val_dir = root / layout.WORK_DIR, root / "val"
         work_dir.mkdir()
         val_dir.mkdir()
     results = []
@@ -120,7 +120,7 @@ def _write_outputs(
         on_block=lambda n: progress.update(task, advance=n),
     )  # fmt: skip
     val_sequences = [pack_val(s, config.seq_len, loaded.dtype) for s in sources]
-    shutil.rmtree(root / ".work")
+    shutil.rmtree(root / layout.WORK_DIR)
     manifest = build_manifest(
         root,
         config.model_dump(mode="json"),
@@ -130,7 +130,7 @@ def _write_outputs(
         val_sequences,
         shards,
     )
-    write_json(root / MANIFEST_NAME, manifest)  # last: its presence marks a complete mix
+    write_json(root / layout.MANIFEST_NAME, manifest)  # last: its presence marks a complete mix
     return manifest
 
 

@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torch.utils.data import Dataset
 
 from domainlm.errors import ConfigError, DataError
+from domainlm.mix import layout
 
-FORMAT = "domainlm.mix/v1"
-MANIFEST_NAME = "manifest.json"
-DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+DTYPES = {name: np.dtype(name) for name in layout.DTYPES}
+FORMAT, MANIFEST_NAME = layout.FORMAT, layout.MANIFEST_NAME
 
 
 class _ManifestModel(BaseModel):

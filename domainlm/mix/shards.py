@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from domainlm.mix import layout
 from domainlm.mix.allocate import Allocation
-from domainlm.mix.dataset import FORMAT
 from domainlm.mix.permutation import Permutation
 from domainlm.mix.sources import SourceTokens
 from domainlm.outputs import file_sha256
@@ -83,7 +83,7 @@ def write_train_shards(
     shards = []
     for first in range(0, total, per_shard):
         count = min(per_shard, total - first)
-        relative = f"train/shard_{len(shards):05d}.bin"
+        relative = layout.shard_path(len(shards))
         digest = hashlib.sha256()
         with open(out_dir / relative, "wb") as handle:
             for start in range(first, first + count, per_block):
@@ -119,8 +119,8 @@ def _val_entry(source: SourceTokens, sequences: int) -> dict:
         "tokens": source.val_tokens,
         "bytes": source.val_bytes,
         "sequences": sequences,
-        "path": f"val/{source.name}.bin",
-        "text_path": f"val/{source.name}.jsonl.gz",
+        "path": layout.val_token_path(source.name),
+        "text_path": layout.val_text_path(source.name),
     }
 
 
@@ -171,7 +171,7 @@ def build_manifest(
     seq_len = allocations[0].seq_len
     total = sum(a.sequences for a in allocations)
     manifest = {
-        "format": FORMAT,
+        "format": layout.FORMAT,
         "seq_len": seq_len,
         "dtype": tokenizer["dtype"],
         "vocab_size": tokenizer["vocab_size"],

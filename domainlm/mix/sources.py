@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from domainlm.corpus import CorpusReader, Document
+from domainlm.mix import layout
 from domainlm.mix.encode import BatchEncoder
 from domainlm.outputs import fingerprint_files
 
@@ -155,7 +156,8 @@ def tokenize_source(
     train_out = val_out = None
     if work_dir is not None and val_dir is not None:
         result.train_path = work_dir / f"{name}.train.bin"
-        result.val_path, result.val_text_path = val_dir / f"{name}.bin", val_dir / f"{name}.jsonl.gz"
+        result.val_path = val_dir.parent / layout.val_token_path(name)
+        result.val_text_path = val_dir.parent / layout.val_text_path(name)
         train_out = open(result.train_path, "wb")  # noqa: SIM115 - closed below
         val_out = _ValWriter(result.val_path, result.val_text_path)
     index = 0
