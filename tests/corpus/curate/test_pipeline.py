@@ -127,3 +127,21 @@ def test_bad_inputs_fail_before_work(tmp_path, dirty_corpus):
         curate(parse_corpus_args([str(path)]), CurateConfig())
     with pytest.raises(ConfigError, match="--workers 0"):
         curate(parse_corpus_args([str(path)]), CurateConfig(), dry_run=True, workers=0)
+
+
+def test_curated_output_feeds_mix(dirty_corpus, tmp_path):
+    from domainlm.assets import reference_tokenizer
+    from domainlm.mix.build import build_mix
+    from domainlm.mix.config import MixConfig
+
+    path, _, _ = dirty_corpus
+    _run(path, tmp_path)
+    config = MixConfig(
+        sources={"dirty": {"paths": [str(tmp_path / "out" / "dirty.jsonl.gz")], "ratio": 1.0}},
+        tokenizer=str(reference_tokenizer("gpt2")),
+        seq_len=64,
+        val_fraction=0.0,
+    )
+    (source,) = build_mix(config, dry_run=True, quiet=True).sources
+    assert source.documents == 12 and source.tokens > 12 * 100
+    assert source.read["malformed_lines"] == 0 and source.read["documents"] == 12
