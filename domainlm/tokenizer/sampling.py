@@ -126,25 +126,30 @@ def _cut(text: str, num_bytes: int) -> str:
     return text.encode("utf-8")[:num_bytes].decode("utf-8", errors="ignore")
 
 
-def iter_training_texts(
-    plans: list[CorpusPlan], on_text: Callable[[int], None] | None = None
-) -> Iterator[str]:
-    """Every training text in corpus order then file order; `on_text(num_bytes)` feeds a progress bar."""
+def iter_training_texts(plans: list[CorpusPlan], on_text: Callable[[], None] | None = None) -> Iterator[str]:
+    """Every training text in corpus order then file order; `on_text()` per text feeds a progress bar."""
     for plan in plans:
-        sampled = plan.target_bytes is not None
+        if plan.target_bytes is None:
+            yield from _every_document(plan, on_text)
+            continue
         plan.used_bytes = plan.used_documents = 0
         for index, doc in enumerate(plan.reader):
-            copies = plan.copies[index] if sampled else 1
-            texts = [doc.text] * copies
-            if sampled and index == plan.cut_index:
+            texts = [doc.text] * plan.copies[index]
+            if index == plan.cut_index:
                 texts.append(_cut(doc.text, plan.cut_bytes))
             for text in texts:
-                size = len(text.encode("utf-8"))
-                plan.used_bytes += size
+                plan.used_bytes += len(text.encode("utf-8"))
                 plan.used_documents += 1
                 if on_text is not None:
-                    on_text(size)
+                    on_text()
                 yield text
-        if not sampled:
-            plan.available_bytes = plan.reader.stats.num_bytes
-            plan.available_documents = plan.reader.stats.num_documents
+
+
+def _every_document(plan: CorpusPlan, on_text: Callable[[], None] | None) -> Iterator[str]:
+    """No sampling: the reader's own counts are the usage (no second UTF-8 encode per document)."""
+    for doc in plan.reader:
+        if on_text is not None:
+            on_text()
+        yield doc.text
+    plan.available_bytes = plan.used_bytes = plan.reader.stats.num_bytes
+    plan.available_documents = plan.used_documents = plan.reader.stats.num_documents

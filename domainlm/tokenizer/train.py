@@ -75,10 +75,13 @@ def build_trainer(config: TrainConfig) -> trainers.Trainer:
 def train_library_tokenizer(config: TrainConfig, plans: list[CorpusPlan], quiet: bool = True) -> Tokenizer:
     """Stream the planned texts into the library trainer; returns the trained `tokenizers.Tokenizer`."""
     tokenizer = build_pipeline(config)
-    total = sum(p.target_bytes or 0 for p in plans) or None
+    sampled = all(p.target_bytes is not None for p in plans)
+    total = sum(sum(p.copies) + (p.cut_index >= 0) for p in plans) if sampled else None
     with make_progress(quiet) as progress:
-        task = progress.add_task("training tokenizer (MB read)", total=total / 1e6 if total else None)
-        texts = iter_training_texts(plans, on_text=lambda n: progress.advance(task, n / 1e6))
+        task = progress.add_task("training tokenizer (documents)", total=total)
+        texts = iter_training_texts(
+            plans, on_text=None if progress.disable else lambda: progress.advance(task)
+        )
         tokenizer.train_from_iterator(texts, build_trainer(config))
     if sum(p.used_bytes for p in plans) == 0:
         names = ", ".join(p.spec.name for p in plans)
