@@ -32,6 +32,7 @@ COMMAND_MODULES: list[str] = [
     "domainlm.cli.plan",
     "domainlm.cli.pretrain",
     "domainlm.cli.eval",
+    "domainlm.cli.generate",
 ]
 
 _state = {"debug": False}

@@ -61,7 +61,7 @@ def eval_command(
     """
     from domainlm.eval.data import load_domains, resolve_data_specs
     from domainlm.eval.evaluate import EvalSettings, evaluate
-    from domainlm.eval.models import parse_model_specs
+    from domainlm.eval.models import parse_model_specs, quiet_transformers
     from domainlm.eval.report import rich_tables, write_report
 
     settings = EvalSettings(batch_size=batch_size, max_length=max_length, stride=stride, device=device,
@@ -72,6 +72,7 @@ def eval_command(
     specs = parse_model_specs(model)
     resolve_data_specs(data)  # fail on a bad --data before reading anything
     domains = load_domains(data, max_docs)
+    quiet_transformers()
     with make_progress(quiet or json_out) as progress:
         report = evaluate(specs, domains, settings, progress)
     write_report(report, out, overwrite=overwrite)

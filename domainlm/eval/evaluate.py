@@ -179,5 +179,6 @@ def evaluate(
         "batch_size": settings.batch_size,
         "device": device.type,
         "dtype": str(dtype).removeprefix("torch."),
+        "seed": settings.seed,
     }
     return EvalReport(models=entries, domains=domain_entries, results=results, settings=run_settings)

@@ -174,6 +174,13 @@ def resolve_dtype(name: str, device: Any) -> Any:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def quiet_transformers() -> None:
+    """No transformers progress bars ("Loading weights"): the CLI draws its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

@@ -207,7 +207,7 @@ def plot_bits_per_byte(report: EvalReport, path: Path) -> None:
     table = report.table()
     num_models, num_domains = len(table.rows), len(table.columns)
     width = 0.8 / num_models
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + num_domains * (0.5 + 0.35 * num_models)), 3.8))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + num_domains * (0.5 + 0.35 * num_models)), 4.2))
     for i, name in enumerate(table.rows):
         xs = [j + (i - (num_models - 1) / 2) * width for j in range(num_domains)]
         bars = ax.bar(xs, table.values[i], width, label=name)
@@ -216,7 +216,9 @@ def plot_bits_per_byte(report: EvalReport, path: Path) -> None:
     ax.set_ylabel("bits per byte (lower is better)")
     ax.set_title("Held-out bits per byte by domain")
     ax.margins(y=0.15)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(
+        fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(num_models, 4)
+    )
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=120, metadata={"Software": None})

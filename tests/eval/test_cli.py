@@ -7,6 +7,7 @@ import typer
 from typer.testing import CliRunner
 
 from domainlm.cli import eval as eval_cli
+from domainlm.cli import generate as generate_cli
 from domainlm.errors import ConfigError
 
 from .conftest import TEXTS, write_jsonl_gz
@@ -16,6 +17,7 @@ def _app():
     app = typer.Typer()
     app.callback()(lambda: None)  # keep `eval` a subcommand
     eval_cli.register(app)
+    generate_cli.register(app)
     return app
 
 
