@@ -29,6 +29,18 @@ SPECIALS = {
 NUM_SENTINELS = 20
 
 
+@pytest.fixture(scope="package", autouse=True)
+def _one_torch_thread():
+    """These models are tiny: a second thread only adds synchronisation (and, on a busy machine,
+    spin-waiting that made each forward ~50x slower). Restored after the eval tests."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def build_tokenizer(out: Path):
     """Byte-level BPE (every string is representable) with BOS/EOS/PAD/MASK and T5 sentinels."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
