@@ -88,6 +88,14 @@ def train_library_tokenizer(config: TrainConfig, plans: list[CorpusPlan], quiet:
         raise DataError(f"corpora {names}: no documents with text; check the paths and text_field")
     if config.model == "unigram":
         tokenizer = canonicalize_unigram(tokenizer, len(config.special_tokens.ordered()))
+    if tokenizer.get_vocab_size() < config.vocab_size:
+        log.warning(
+            "the %s trainer stopped at %d of the %d requested tokens (too little distinct text); "
+            "the manifest records the real size",
+            config.model,
+            tokenizer.get_vocab_size(),
+            config.vocab_size,
+        )
     return tokenizer
 
 
