@@ -63,6 +63,9 @@ def pretrain(
     force_resume: Annotated[
         bool, typer.Option(help="Resume even if the data or tokenizer fingerprint changed.")
     ] = False,
+    export_only: Annotated[
+        bool, typer.Option(help="Export the latest checkpoint of --out as an HF model dir; no training.")
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option(help="Print recipe, DeepSpeed JSON, command and estimate; run nothing.")
     ] = False,
@@ -81,6 +84,7 @@ def pretrain(
         launcher=launcher,
         resume=resume,
         force_resume=force_resume,
+        export_only=export_only,
         build=not dry_run,
     )
     if dry_run:

@@ -115,6 +115,11 @@ def initialize(model: torch.nn.Module, ds_config: dict[str, Any], scheduler_fn: 
     return engine
 
 
+def compile_engine(engine: Any) -> None:
+    """torch.compile the wrapped model through DeepSpeed (keeps engine.module the HF model for export)."""
+    engine.compile()
+
+
 def accelerator_name() -> str:
     """'cpu' or 'cuda' as DeepSpeed resolved it."""
     from deepspeed.accelerator import get_accelerator

@@ -133,9 +133,9 @@ def build_context(run_dir: Path) -> Context:
     )
     total_steps = max_steps(recipe.train, seq_len)
     ds_config = ds.build_deepspeed_config(recipe, seq_len, world_size)
-    if recipe.train.compile:
-        model = torch.compile(model)
     engine = ds.initialize(model, ds_config, ds.build_scheduler_fn(recipe, total_steps))
+    if recipe.train.compile:
+        ds.compile_engine(engine)
     current = ckpt.TrainerState(0, 0, world_size, manifest.fingerprint, manifest.tokenizer.fingerprint)
     step, consumed = _maybe_resume(engine, run_dir, current, rank, info.get("force_resume", False))
     device_name = torch.cuda.get_device_name() if ds.accelerator_name() == "cuda" else None
@@ -221,6 +221,8 @@ def log_interval(ctx: Context, losses: list[torch.Tensor], seconds: float) -> No
         "tflops_per_gpu": tp.tflops_per_gpu,
         "mfu": tp.mfu,
         "consumed_samples": ctx.batches.consumed_samples,
+        "interval_tokens": tokens,
+        "interval_s": seconds,
         "eta_s": eta_seconds(ctx.step, ctx.max_steps, seconds / len(losses)),
     }
     if ctx.rank == 0:
@@ -275,26 +277,34 @@ def run(run_dir: Path) -> None:
     ctx = build_context(run_dir)
     recipe = ctx.recipe
     _, info = load_run(run_dir)
+    if info.get("export_only"):
+        export(ctx)
+        return
     val_sets = open_val_sets(open_mix(info["mix_dir"]), ctx.rank, ctx.world_size, recipe.eval.max_sequences)
     ctx.engine.train()
     pending: list[torch.Tensor] = []
-    started = time.perf_counter()
+    started, paused = time.perf_counter(), 0.0  # eval and checkpoint time stay out of tokens/s
     while ctx.step < ctx.max_steps:
         pending.append(train_step(ctx))
         ctx.step += 1
         last = ctx.step == ctx.max_steps
         if ctx.step % recipe.logging.every_steps == 0 or last:
-            log_interval(ctx, pending, time.perf_counter() - started)
-            pending = []
+            log_interval(ctx, pending, time.perf_counter() - started - paused)
+            pending, started, paused = [], time.perf_counter(), 0.0
+        pause_start = time.perf_counter()
         if val_sets and (ctx.step % recipe.eval.every_steps == 0 or last):
             evaluate(ctx, val_sets)
         if ctx.step % recipe.checkpoint.every_steps == 0 or last:
             save_checkpoint(ctx)
-        if not pending:
-            started = time.perf_counter()  # eval and checkpoint time stay out of tokens/s
+        paused += time.perf_counter() - pause_start
     if recipe.checkpoint.export_at_end:
-        ctx.engine.module.config.use_cache = True  # generation wants the KV cache; training does not
-        ckpt.export_hf(ctx.engine, ctx.tokenizer_dir, run_dir / "export", ctx.rank)
+        export(ctx)
     if ctx.metrics is not None:
         ctx.metrics.close()
     ds.barrier()
+
+
+def export(ctx: Context) -> None:
+    """The current weights (after resume: the latest checkpoint's) as an HF dir in <run dir>/export."""
+    ctx.engine.module.config.use_cache = True  # generation wants the KV cache; training does not
+    ckpt.export_hf(ctx.engine, ctx.tokenizer_dir, ctx.run_dir / "export", ctx.rank)

@@ -117,7 +117,12 @@ def build_model(cfg: ModelConfig, ids: TokenIds, seq_len: int, seed: int) -> Pre
     if cfg.init_from is not None:
         return load_pretrained(cfg, auto_cls)
     config = build_model_config(cfg, ids, seq_len)
-    return auto_cls.from_config(config, attn_implementation=cfg.attention, dtype=torch.float32)
+    model = auto_cls.from_config(config, attn_implementation=cfg.attention, dtype=torch.float32)
+    if cfg.arch == "t5" and not cfg.tie_embeddings:
+        # T5 v1.1 draws the untied head with std 1 (tuned for Adafactor): logits start ~sqrt(H) wide and
+        # the first loss is ~40 nats. Under AdamW start it like the other heads, at init_std.
+        torch.nn.init.normal_(model.lm_head.weight, std=cfg.init_std)
+    return model
 
 
 def load_pretrained(cfg: ModelConfig, auto_cls: type) -> PreTrainedModel:

@@ -126,6 +126,7 @@ def prepare_run(
     launcher: str | None = None,
     resume: bool = False,
     force_resume: bool = False,
+    export_only: bool = False,
     build: bool = True,
 ) -> PreparedRun:
     """Validate everything and resolve paths, counts and the launch; writes nothing."""
@@ -146,7 +147,15 @@ def prepare_run(
     ds_config = build_deepspeed_config(recipe, seq_len, spec.world_size)
     info = {"seq_len": seq_len, "max_steps": max_steps(recipe.train, seq_len), "vocab_size": vocab_size}
     found = ckpt.latest_checkpoint(run_dir)
-    _check_run_dir(run_dir, found, resume, info["max_steps"])
+    if export_only and found is None:
+        raise ConfigError(
+            f"--export-only: no complete checkpoint under {run_dir / 'checkpoints'}; train first"
+        )
+    if not export_only:
+        _check_run_dir(run_dir, found, resume, info["max_steps"])
+    if found is not None and not force_resume:
+        _check_same_training(recipe, run_dir)
+    _check_optional_packages(recipe)
     return PreparedRun(
         recipe=recipe,
         run_dir=run_dir,
@@ -157,7 +166,7 @@ def prepare_run(
         command=deepspeed_command(spec, run_dir),
         env=launch_env(spec),
         resume_from=found[0] if found else None,
-        info={**info, "force_resume": force_resume},
+        info={**info, "force_resume": force_resume, "export_only": export_only},
     )
 
 
@@ -170,6 +179,50 @@ def _check_run_dir(run_dir: Path, found: tuple | None, resume: bool, total_steps
         )
     if resume and found is None:
         raise ConfigError(f"--resume: no complete checkpoint under {run_dir / 'checkpoints'}; drop --resume")
+
+
+# Recipe fields a checkpoint depends on: changing them makes resuming load the wrong state.
+_RESUME_FIELDS = (
+    "model",
+    "objective",
+    "train.seed",
+    "train.micro_batch_size",
+    "train.global_batch_sequences",
+    "train.global_batch_tokens",
+    "train.precision",
+    "deepspeed.zero_stage",
+)
+
+
+def _check_same_training(recipe: Recipe, run_dir: Path) -> None:
+    """Refuse to resume a checkpoint with a recipe that changed what the checkpoint holds."""
+    saved_path = run_dir / "recipe.yaml"
+    if not saved_path.is_file():
+        return
+    from domainlm.config import read_yaml
+
+    saved, now = read_yaml(saved_path), recipe.model_dump(mode="json")
+    changed = []
+    for dotted in _RESUME_FIELDS:
+        section, _, key = dotted.partition(".")
+        old = (saved.get(section) or {}).get(key) if key else saved.get(section)
+        new = now[section][key] if key else now[section]
+        if old != new:
+            changed.append(dotted if isinstance(new, dict) else f"{dotted} {old} -> {new}")
+    if changed:
+        raise ConfigError(
+            f"--out {run_dir}: the recipe changed since its checkpoints ({'; '.join(changed)}); "
+            "use a new --out, or --force-resume"
+        )
+
+
+def _check_optional_packages(recipe: Recipe) -> None:
+    import importlib.util
+
+    if recipe.logging.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(
+            "logging.tensorboard: the tensorboard package is not installed; pip install tensorboard"
+        )
 
 
 def write_run_files(prepared: PreparedRun) -> None:

@@ -24,7 +24,8 @@ TINY_RECIPE = {
         "deterministic": True,
         "seed": 1,
     },
-    "deepspeed": {"zero_stage": 3},
+    # Small buckets: ZeRO-1/2 zero a reduce bucket every micro-step, and 50M elements cost seconds on CPU.
+    "deepspeed": {"zero_stage": 3, "reduce_bucket_size": "500K", "stage3_prefetch_bucket_size": "500K"},
     "checkpoint": {"every_steps": 10, "keep_last": 2},
     "eval": {"every_steps": 30, "max_sequences": 8},
     "logging": {"every_steps": 1},
