@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from domainlm.outputs import to_json
@@ -45,10 +46,11 @@ def _counts_row(name: str, counts: dict[str, Any], style: str = "") -> list[str]
 
 
 def _table(title: str, first: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    # SIMPLE_HEAD: no vertical rules, so 8 columns fit 80 characters when output is piped.
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False)
     table.add_column(first, no_wrap=True)
-    for column in ("docs in", "removed", "kept", "words in", "removed", "kept", "docs kept"):
-        table.add_column(column, justify="right", no_wrap=True)
+    for column in ("docs in", "removed", "kept", "words in", "removed", "kept", "kept %"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     return table
 
 

@@ -148,12 +148,18 @@ class NgramRule(StrictModel):
 # medical words and 38% of finance. The defaults are 3x Gopher's, which keeps everything in the
 # finance/legal/general samples and 79% of medical words while still catching looped text;
 # gopher_web.yaml restores the published values for scraped web text.
-def _top_ngram_defaults() -> NgramRule:
-    return NgramRule(max_char_fraction={2: 0.60, 3: 0.54, 4: 0.48})
+class TopNgramRule(NgramRule):
+    """Characters in the most frequent n-gram (times its count), per n."""
+
+    max_char_fraction: dict[int, float] = Field(default_factory=lambda: {2: 0.60, 3: 0.54, 4: 0.48})
 
 
-def _dup_ngram_defaults() -> NgramRule:
-    return NgramRule(max_char_fraction={5: 0.45, 6: 0.42, 7: 0.39, 8: 0.36, 9: 0.33, 10: 0.30})
+class DuplicateNgramRule(NgramRule):
+    """Characters covered by repeated n-grams, per n."""
+
+    max_char_fraction: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.45, 6: 0.42, 7: 0.39, 8: 0.36, 9: 0.33, 10: 0.30}
+    )
 
 
 class RulesConfig(StrictModel):
@@ -168,8 +174,8 @@ class RulesConfig(StrictModel):
     ellipsis_lines: LineFractionRule = Field(default_factory=lambda: LineFractionRule(max_fraction=0.3))
     duplicate_lines: DuplicateBlocksRule = Field(default_factory=DuplicateBlocksRule)
     duplicate_paragraphs: DuplicateBlocksRule = Field(default_factory=DuplicateBlocksRule)
-    top_ngrams: NgramRule = Field(default_factory=_top_ngram_defaults)
-    duplicate_ngrams: NgramRule = Field(default_factory=_dup_ngram_defaults)
+    top_ngrams: TopNgramRule = Field(default_factory=TopNgramRule)
+    duplicate_ngrams: DuplicateNgramRule = Field(default_factory=DuplicateNgramRule)
 
     @model_validator(mode="before")
     @classmethod
@@ -197,16 +203,47 @@ class RedactConfig(StrictModel):
     ip_addresses: bool = True  # -> <IP_ADDRESS> (IPv4 and IPv6, validated by the ipaddress module)
 
 
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 class CurateConfig(StrictModel):
     """Stages run in this order: normalize -> exact_dedup -> filters -> near_dedup -> redact."""
 
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
     exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
+    # Per-source changes to `filters`, merged key by key over it: e.g. tabular code sets with
+    # `{medical: {rules: {duplicate_ngrams: {enabled: false}}}}`. Dedup stays global.
+    source_filters: dict[str, FiltersConfig] = Field(default_factory=dict)
     near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
     redact: RedactConfig = Field(default_factory=RedactConfig)
     batch_docs: int = Field(default=64, ge=1)  # documents per worker task (IPC amortization)
     examples_per_rule: int = Field(default=3, ge=0)  # removed documents quoted in the report per rule
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_source_filters(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("source_filters"), dict):
+            base = data.get("filters") if isinstance(data.get("filters"), dict) else {}
+            data = dict(data)
+            data["source_filters"] = {
+                name: _deep_merge(base, override) if isinstance(override, dict) else override
+                for name, override in data["source_filters"].items()
+            }
+        return data
+
+    def filters_for(self, source: str) -> FiltersConfig:
+        return self.source_filters.get(source, self.filters)
+
+    def all_filters(self) -> list[FiltersConfig]:
+        return [self.filters, *self.source_filters.values()]
 
 
 def load_curate_config(path: str | Path | None, overrides: list[str] | None = None) -> CurateConfig:

@@ -260,6 +260,12 @@ class QualityFilter:
         return None
 
 
+def enabled_rule_names(configs: list[cfg.FiltersConfig]) -> list[str]:
+    """Rules enabled in any of the configs (global and per source), in evaluation order."""
+    enabled = {name for config in configs for name in QualityFilter(config).rule_names}
+    return [name for name in RULE_FUNCTIONS if name in enabled]
+
+
 def count_words(text: str) -> int:
     """Whitespace tokens: the 'words' column of the report (cheap, and the same in every stage)."""
     return len(text.split())

@@ -21,7 +21,7 @@ from typing import Any
 from rich.progress import Progress
 
 from domainlm.corpus.curate.config import CurateConfig
-from domainlm.corpus.curate.filters import QualityFilter
+from domainlm.corpus.curate.filters import enabled_rule_names
 from domainlm.corpus.curate.inputs import CorpusSpec, build_readers, describe_inputs, iter_documents
 from domainlm.corpus.curate.merge import DedupMerger, Removal
 from domainlm.corpus.curate.process import DocRecord, finalize_documents, process_documents
@@ -60,7 +60,7 @@ def stage_names(config: CurateConfig) -> list[str]:
     enabled = {
         "normalize": config.normalize.enabled,
         "exact_dedup": config.exact_dedup.enabled,
-        "filters": config.filters.enabled,
+        "filters": any(f.enabled for f in config.all_filters()),
         "near_dedup": config.near_dedup.enabled,
         "redact": config.redact.enabled,
     }
@@ -101,8 +101,9 @@ def curate(
         )
     start = time.perf_counter()
     readers = build_readers(specs)
+    _check_source_names(specs, config)
     stats = CurationStats(
-        stage_names(config), QualityFilter(config.filters).rule_names, config.examples_per_rule
+        stage_names(config), enabled_rule_names(config.all_filters()), config.examples_per_rule
     )
     target = contextlib.nullcontext(None) if dry_run else atomic_output_dir(Path(out), overwrite=overwrite)
     with target as tmp, make_progress(quiet) as progress:
@@ -122,6 +123,16 @@ def curate(
             write_json(tmp / "report.json", report)
             atomic_write_text(tmp / "report.md", render_markdown(report))
     return CurateResult(report, time.perf_counter() - start, None if dry_run else Path(out))
+
+
+def _check_source_names(specs: list[CorpusSpec], config: CurateConfig) -> None:
+    names = [spec.source for spec in specs]
+    unknown = sorted(set(config.source_filters) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"source_filters: no corpus named {', '.join(unknown)} (corpora: {', '.join(names)}); "
+            "name corpora as NAME=PATH or fix the key"
+        )
 
 
 def _apply(sink: _Sink | None, record: DocRecord, removal: Removal | None) -> None:

@@ -55,6 +55,7 @@ class DocProcessor:
     def __init__(self, config: CurateConfig) -> None:
         self.config = config
         self.quality = QualityFilter(config.filters)
+        self.quality_by_source = {name: QualityFilter(f) for name, f in config.source_filters.items()}
         self.minhasher = MinHasher(config.near_dedup) if config.near_dedup.enabled else None
         self.redactor = Redactor(config.redact)
 
@@ -67,7 +68,7 @@ class DocProcessor:
         text = normalize_text(doc.text, self.config.normalize)
         verdict = Verdict(EMPTY_RULE, "nothing left after normalization") if not text.strip() else None
         if not repeat:
-            verdict = verdict or self.quality.check(text)
+            verdict = verdict or self.quality_by_source.get(doc.source, self.quality).check(text)
         # Signatures only for documents that can reach near-dedup: the expensive part of the stage.
         wants_signature = self.minhasher is not None and verdict is None and not repeat
         signature = self.minhasher.signature(text) if wants_signature else None

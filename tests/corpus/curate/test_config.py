@@ -63,3 +63,25 @@ def test_bad_yaml_file_names_the_file(tmp_path):
     path.write_text("near_dedup:\n  threshold: 2\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: near_dedup\.threshold"):
         load_curate_config(path)
+
+
+def test_source_filters_merge_over_global_filters():
+    config = load_curate_config(
+        None,
+        [
+            "filters.rules.word_count.min_words=10",
+            "source_filters.icd.rules.duplicate_ngrams.enabled=false",
+        ],
+    )
+    icd = config.filters_for("icd")
+    assert icd.rules.duplicate_ngrams.enabled is False
+    assert icd.rules.word_count.min_words == 10  # inherited from the global filters
+    assert config.filters_for("other") is config.filters
+    with pytest.raises(ConfigError, match=r"source_filters\.icd\.rules: Value error, unknown rule"):
+        load_curate_config(None, ["source_filters.icd.rules.nope.enabled=false"])
+
+
+def test_a_rule_can_be_switched_off_alone():
+    config = load_curate_config(None, ["filters.rules.duplicate_ngrams.enabled=false"])
+    assert config.filters.rules.duplicate_ngrams.enabled is False
+    assert config.filters.rules.duplicate_ngrams.max_char_fraction[5] == 0.45

@@ -145,3 +145,16 @@ def test_curated_output_feeds_mix(dirty_corpus, tmp_path):
     (source,) = build_mix(config, dry_run=True, quiet=True).sources
     assert source.documents == 12 and source.tokens > 12 * 100
     assert source.read["malformed_lines"] == 0 and source.read["documents"] == 12
+
+
+def test_source_filters_apply_to_their_source_only(tmp_path, paragraphs):
+    from .conftest import write_jsonl
+
+    looped = " ".join(paragraphs[0].split()[:20] * 12)  # fails duplicate_ngrams
+    a = write_jsonl(tmp_path / "a.jsonl", [looped + " one"])
+    b = write_jsonl(tmp_path / "b.jsonl", [looped + " two"])
+    config = CurateConfig(source_filters={"b": {"rules": {"duplicate_ngrams": {"enabled": False}}}})
+    report = curate(parse_corpus_args([str(a), str(b)]), config, dry_run=True).report
+    assert [(s["source"], s["docs_kept"]) for s in report["sources"]] == [("a", 0), ("b", 1)]
+    with pytest.raises(ConfigError, match="source_filters: no corpus named c"):
+        curate(parse_corpus_args([str(a)]), CurateConfig(source_filters={"c": {}}), dry_run=True)
