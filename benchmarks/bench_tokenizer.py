@@ -1,13 +1,14 @@
 """Tokenizer training: `domainlm tokenizer train` (its Python entry, minus interpreter start) versus the
-`tokenizers` library called directly with the same settings on the same corpus, plus the throughput
-(MB of training text per second) of both, and of `vocab report`'s measuring pass per tokenizer.
+training library called directly (`tokenizers` for BPE, SentencePiece for Unigram) with the same
+settings on the same corpus, plus the throughput (MB of training text per second) of both, and of
+`vocab report`'s measuring pass per tokenizer.
 
     .venv/bin/python benchmarks/bench_tokenizer.py            # bpe on all four samples, unigram on legal
     .venv/bin/python benchmarks/bench_tokenizer.py --quick    # legal only, one repeat
 
 Both sides stream the same gzip JSON Lines files from disk and write a tokenizer file; ours also
-samples by the config, fingerprints the corpora, canonicalizes Unigram output and writes the HF
-directory + manifest. Each case runs ours and the direct call alternately, `--repeats` times, and
+samples by the config, fingerprints the corpora, converts Unigram to a `tokenizers` model and
+writes the HF directory + manifest. Each case runs ours and the direct call alternately, `--repeats` times, and
 keeps the best time of each (the machine is shared: best-of is the least noisy estimate). Imports
 are warmed first: the interpreter start and `import transformers` are a fixed cost of any CLI call.
 Prints a table and one final JSON line.
@@ -47,20 +48,28 @@ def read_texts(domains: list[str]):
 
 
 def train_direct(model: str, vocab_size: int, domains: list[str], out: Path) -> None:
-    """The same pipeline and trainer settings as `domainlm tokenizer train`, written by hand."""
-    tok = Tokenizer(models.BPE() if model == "bpe" else models.Unigram())
+    """The same trainer and settings as `domainlm tokenizer train`, written by hand against the library:
+    `tokenizers` for byte-level BPE, SentencePiece for Unigram."""
+    if model == "unigram":
+        import sentencepiece as spm
+
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=read_texts(domains), model_prefix=str(out / "direct"), model_type="unigram",
+            vocab_size=vocab_size, hard_vocab_limit=False, byte_fallback=True, split_digits=True,
+            max_sentencepiece_length=16, normalization_rule_name="identity", remove_extra_whitespaces=False,
+            add_dummy_prefix=True, allow_whitespace_only_pieces=True, character_coverage=0.9995,
+            max_sentence_length=1 << 30, shuffle_input_sentence=False, num_threads=4, unk_id=0, unk_piece="<unk>",
+            bos_id=-1, eos_id=-1, pad_id=-1, user_defined_symbols=SPECIALS[1:], minloglevel=2,
+        )  # fmt: skip
+        return
+    tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    if model == "bpe":
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIALS,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
-    else:
-        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, unk_token="<unk>",
-                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), max_piece_length=16,
-                                          show_progress=False)  # fmt: skip
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
     tok.train_from_iterator(read_texts(domains), trainer)
     tok.save(str(out / "tokenizer.json"))
 

@@ -62,7 +62,9 @@ class TrainConfig(StrictModel):
     """Everything that determines the trained tokenizer; the manifest stores it resolved."""
 
     model: Literal["bpe", "unigram"] = Field(
-        "bpe", description="bpe: byte-level BPE (GPT-2 style); unigram: Unigram LM over bytes (BloombergGPT)."
+        "bpe",
+        description="bpe: byte-level BPE (GPT-2 style, `tokenizers`); unigram: Unigram LM with 256 byte-fallback "
+        "tokens (BloombergGPT style, SentencePiece).",
     )
     vocab_size: int = Field(32000, description="Final vocabulary size, special tokens included.")
     min_frequency: int = Field(2, ge=1, description="BPE: a pair must occur this often to be merged.")
@@ -72,6 +74,9 @@ class TrainConfig(StrictModel):
     )
     lowercase: bool = Field(False, description="Lowercase before tokenizing (lossy).")
     max_piece_length: int = Field(16, ge=1, description="Unigram: longest piece in characters.")
+    num_threads: int = Field(
+        4, ge=1, description="Unigram: SentencePiece threads (a setting: its float sums depend on it)."
+    )
     max_train_bytes: int | None = Field(
         None, description="Cap on UTF-8 bytes of training text (e.g. 200M); sampled by the seed."
     )
@@ -97,6 +102,10 @@ class TrainConfig(StrictModel):
         if all(with_ratio) and abs(sum(c.ratio for c in self.corpora) - 1.0) > 1e-6:
             total = sum(c.ratio for c in self.corpora)
             raise ValueError(f"corpus ratios must sum to 1, got {total:g}; rescale them")
+        if self.model == "unigram" and self.special_tokens.unk is None:
+            raise ValueError(
+                "the unigram model needs an unk token (SentencePiece reserves id 0 for it); set unk"
+            )
         minimum = BYTE_ALPHABET_SIZE + len(self.special_tokens.ordered())
         if self.vocab_size < minimum:
             raise ValueError(

@@ -59,6 +59,7 @@ class LoadedTokenizer:
     backend: Tokenizer
     model_type: str
     byte_level: bool
+    metaspace: bool  # SentencePiece-style: "▁" stands for a space
     vocab_size: int
     unk_id: int | None
     fingerprint: str
@@ -70,8 +71,10 @@ class LoadedTokenizer:
         token = self.backend.id_to_token(token_id)
         if token is None:
             return f"<id {token_id}>"
-        if not self.byte_level or token_id in self.special_ids:
+        if token_id in self.special_ids:
             return token
+        if not self.byte_level:
+            return token.replace("▁", " ") if self.metaspace else token
         table = byte_decoder()
         return bytes(table[ch] for ch in token if ch in table).decode("utf-8", errors="domainlm_hex")
 
@@ -141,6 +144,7 @@ def load_tokenizer(name: str, path: Path) -> LoadedTokenizer:
         backend=backend,
         model_type=str(model.get("type", "unknown")),
         byte_level=byte_level,
+        metaspace="▁" in json.dumps(spec.get("decoder"), ensure_ascii=False),
         vocab_size=size,
         unk_id=unk_id,
         fingerprint=fingerprint_files(files),

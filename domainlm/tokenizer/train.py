@@ -1,8 +1,9 @@
 """Corpora + TrainConfig -> a tokenizer directory (tokenizer.json, tokenizer_config.json, manifest.json).
 
-The training itself is the `tokenizers` library's (BpeTrainer, UnigramTrainer); this module builds
-the pipeline around it (normalizer, digit splitting, byte-level pre-tokenizer and decoder), feeds it
-the sampled corpus stream, makes the output deterministic and writes a directory that
+The training itself is a library's: `tokenizers`' BpeTrainer for byte-level BPE, SentencePiece for
+Unigram (see unigram.py). This module builds the BPE pipeline (normalizer, digit splitting,
+byte-level pre-tokenizer and decoder), feeds the trainer the sampled corpus stream and writes a
+directory that
 `transformers.AutoTokenizer.from_pretrained` loads as a fast tokenizer with its special tokens set.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -19,18 +21,18 @@ from domainlm.outputs import atomic_output_dir, fingerprint_files, write_json
 from domainlm.progress import make_progress
 from domainlm.tokenizer.config import TrainConfig
 from domainlm.tokenizer.sampling import CorpusPlan, iter_training_texts, open_corpora, plan_sampling
-from domainlm.tokenizer.unigram import canonicalize_unigram
+from domainlm.tokenizer.unigram import train_unigram
 
 log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "domainlm.tokenizer/v1"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+SENTENCEPIECE_FILE = "sentencepiece.model"  # unigram only: the SentencePiece model tokenizer.json mirrors
 
 
 def build_pipeline(config: TrainConfig) -> Tokenizer:
-    """An untrained tokenizer with the normalizer, pre-tokenizer and decoder `config` asks for."""
-    model = models.BPE() if config.model == "bpe" else models.Unigram()
-    tokenizer = Tokenizer(model)
+    """An untrained byte-level BPE tokenizer with the normalizer and pre-tokenizer `config` asks for."""
+    tokenizer = Tokenizer(models.BPE())
     steps = []
     if config.normalization != "none":
         steps.append(normalizers.NFC() if config.normalization == "nfc" else normalizers.NFKC())
@@ -52,29 +54,20 @@ def build_pipeline(config: TrainConfig) -> Tokenizer:
 
 
 def build_trainer(config: TrainConfig) -> trainers.Trainer:
-    """The library trainer with the vocabulary size, specials and byte alphabet from `config`."""
-    specials = config.special_tokens.ordered()
-    if config.model == "bpe":
-        return trainers.BpeTrainer(
-            vocab_size=config.vocab_size,
-            min_frequency=config.min_frequency,
-            special_tokens=specials,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        )
-    return trainers.UnigramTrainer(
+    """The library's BPE trainer with the vocabulary size, specials and byte alphabet from `config`."""
+    return trainers.BpeTrainer(
         vocab_size=config.vocab_size,
-        special_tokens=specials,
-        unk_token=config.special_tokens.unk,
+        min_frequency=config.min_frequency,
+        special_tokens=config.special_tokens.ordered(),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        max_piece_length=config.max_piece_length,
         show_progress=False,
     )
 
 
-def train_library_tokenizer(config: TrainConfig, plans: list[CorpusPlan], quiet: bool = True) -> Tokenizer:
+def train_library_tokenizer(
+    config: TrainConfig, plans: list[CorpusPlan], quiet: bool = True, folder: Path | None = None
+) -> Tokenizer:
     """Stream the planned texts into the library trainer; returns the trained `tokenizers.Tokenizer`."""
-    tokenizer = build_pipeline(config)
     sampled = all(p.target_bytes is not None for p in plans)
     total = sum(sum(p.copies) + (p.cut_index >= 0) for p in plans) if sampled else None
     with make_progress(quiet) as progress:
@@ -82,12 +75,15 @@ def train_library_tokenizer(config: TrainConfig, plans: list[CorpusPlan], quiet:
         texts = iter_training_texts(
             plans, on_text=None if progress.disable else lambda: progress.advance(task)
         )
-        tokenizer.train_from_iterator(texts, build_trainer(config))
+        if config.model == "unigram":
+            spm_path = folder / SENTENCEPIECE_FILE if folder is not None else None
+            tokenizer = train_unigram(config, _require_text(texts, plans), spm_path)
+        else:
+            tokenizer = build_pipeline(config)
+            tokenizer.train_from_iterator(texts, build_trainer(config))
     if sum(p.used_bytes for p in plans) == 0:
         names = ", ".join(p.spec.name for p in plans)
         raise DataError(f"corpora {names}: no documents with text; check the paths and text_field")
-    if config.model == "unigram":
-        tokenizer = canonicalize_unigram(tokenizer, len(config.special_tokens.ordered()))
     if tokenizer.get_vocab_size() < config.vocab_size:
         log.warning(
             "the %s trainer stopped at %d of the %d requested tokens (too little distinct text); "
@@ -97,6 +93,16 @@ def train_library_tokenizer(config: TrainConfig, plans: list[CorpusPlan], quiet:
             config.vocab_size,
         )
     return tokenizer
+
+
+def _require_text(texts: Iterator[str], plans: list[CorpusPlan]) -> Iterator[str]:
+    """Fail with the corpora's names (not SentencePiece's "no sentences") when there is no text."""
+    first = next(texts, None)
+    if first is None:
+        names = ", ".join(p.spec.name for p in plans)
+        raise DataError(f"corpora {names}: no documents with text; check the paths and text_field")
+    yield first
+    yield from texts
 
 
 def save_hf_tokenizer(tokenizer: Tokenizer, config: TrainConfig, out: Path) -> None:
@@ -124,7 +130,7 @@ def train_tokenizer(config: TrainConfig, out: Path, overwrite: bool = False, qui
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         start = time.perf_counter()
         plan_sampling(plans, config)
-        tokenizer = train_library_tokenizer(config, plans, quiet=quiet)
+        tokenizer = train_library_tokenizer(config, plans, quiet=quiet, folder=tmp)
         seconds = time.perf_counter() - start
         save_hf_tokenizer(tokenizer, config, tmp)
         manifest = build_manifest(config, plans, tmp, tokenizer)

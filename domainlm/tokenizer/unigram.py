@@ -1,51 +1,108 @@
-"""A trained Unigram tokenizer -> the same tokenizer with a run-independent piece order and scores.
+"""Training texts + TrainConfig -> a Unigram LM tokenizer (SentencePiece, 256 byte-fallback tokens).
 
-`tokenizers`' UnigramTrainer is deterministic in which pieces it keeps but not in how it writes
-them: (1) its EM sums run over hash-map order, so scores differ in the last bits between runs; (2)
-characters it must keep but never chose (here: byte symbols) get scores min_score + k * 1e-4 in
-hash-set order. Rounding fixes (1); re-assigning (2) in code-point order fixes the rest; pieces are
-then written specials first, then by score and text, so ids are stable too.
+BloombergGPT's tokenizer is a Unigram model that treats text as bytes and splits digits. We train
+it with SentencePiece, the reference Unigram implementation (the `tokenizers` UnigramTrainer needs
+~25% more tokens on the same text here: it splits " shall" into " " + "s" + "hall"), with all 256
+bytes as fallback tokens, so nothing is unknown, and convert the model to a `tokenizers.Tokenizer`
+that encodes exactly as SentencePiece does: "▁" for spaces and a dummy "▁" prefix (like Llama),
+Viterbi over the pieces, bytes for anything else. decode(encode(text)) == text for any text
+without special-token strings in it (like Llama's tokenizer, a special token in the text gets a
+"▁" prepended to the text after it).
 """
 
 from __future__ import annotations
 
-import json
+import io
+import logging
+import unicodedata
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
 
-_SCORE_DECIMALS = 9  # far above the trainer's float noise (~1e-15), far below real score gaps
-_PENALTY_STEP = 1e-4  # the trainer's min_score_penalty_delta
-_GRID_TOLERANCE = 1e-7
+from domainlm.errors import DataError
+from domainlm.tokenizer.config import TrainConfig
 
+log = logging.getLogger(__name__)
 
-def _penalty_pieces(pieces: list[tuple[str, float]]) -> list[str]:
-    """Single characters whose scores sit on the trainer's min_score + k * step grid.
-
-    Real pieces that share the minimum score are caught too; re-spacing them by 1e-4 is harmless.
-    """
-    floor = min(score for _, score in pieces)
-    found = []
-    for piece, score in pieces:
-        steps = (score - floor) / _PENALTY_STEP
-        on_grid = abs(steps - round(steps)) * _PENALTY_STEP < _GRID_TOLERANCE
-        if len(piece) == 1 and on_grid and steps <= len(pieces):
-            found.append(piece)
-    return found
+SPACE = "▁"  # SentencePiece's visible space (U+2581)
+_MAX_DOCUMENT_BYTES = 1 << 30  # SentencePiece skips longer "sentences"; documents are fed whole
 
 
-def canonicalize_unigram(tokenizer: Tokenizer, num_special: int) -> Tokenizer:
-    """Rewrite the Unigram vocab deterministically; the first `num_special` entries stay in place."""
-    data = json.loads(tokenizer.to_str())
-    vocab = [(piece, float(score)) for piece, score in data["model"]["vocab"]]
-    specials, pieces = vocab[:num_special], vocab[num_special:]
-    scores = dict(pieces)
-    penalty = _penalty_pieces(pieces)
-    floor = min(scores.values())
-    # Sorted by code point, earlier characters get the higher penalty score, as a stable rule.
-    for k, piece in enumerate(sorted(penalty, reverse=True)):
-        scores[piece] = floor + k * _PENALTY_STEP
-    ordered = sorted(scores.items(), key=lambda item: (-round(item[1], _SCORE_DECIMALS), item[0]))
-    data["model"]["vocab"] = [[p, round(s, _SCORE_DECIMALS)] for p, s in specials + ordered]
-    unk = data["model"].get("unk_id")
-    assert unk is None or unk < num_special, "unk must be one of the special tokens"
-    return Tokenizer.from_str(json.dumps(data, ensure_ascii=False))
+def _prepare(texts: Iterable[str], config: TrainConfig) -> Iterator[str]:
+    """Apply the configured normalization in Python, as the HF normalizer will at encode time."""
+    form = {"nfc": "NFC", "nfkc": "NFKC"}.get(config.normalization)
+    for text in texts:
+        if form:
+            text = unicodedata.normalize(form, text)
+        yield text.lower() if config.lowercase else text
+
+
+def train_unigram(config: TrainConfig, texts: Iterable[str], model_path: Path | None = None) -> Tokenizer:
+    """Train with SentencePiece and convert; specials take ids 0.. in TrainConfig order (unk first).
+
+    `model_path` also keeps the SentencePiece model itself (for tools that read .model files)."""
+    import sentencepiece as spm
+
+    specials = config.special_tokens.ordered()
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=_prepare(texts, config),
+            model_writer=model,
+            model_type="unigram",
+            vocab_size=config.vocab_size,
+            hard_vocab_limit=False,  # a small corpus may support fewer pieces; the manifest says how many
+            byte_fallback=True,
+            split_digits=config.split_digits,
+            max_sentencepiece_length=config.max_piece_length,
+            normalization_rule_name="identity",  # normalization is ours (above), so HF can mirror it
+            remove_extra_whitespaces=False,
+            add_dummy_prefix=True,
+            allow_whitespace_only_pieces=True,
+            character_coverage=0.9995,
+            max_sentence_length=_MAX_DOCUMENT_BYTES,
+            shuffle_input_sentence=False,
+            num_threads=config.num_threads,
+            unk_id=0,
+            unk_piece=specials[0],
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            user_defined_symbols=specials[1:],
+            minloglevel=2,
+        )
+    except RuntimeError as exc:
+        reason = (str(exc).strip().splitlines() or ["failed"])[-1][:240]
+        raise DataError(
+            f"unigram training (sentencepiece): {reason}; check the corpora and vocab_size"
+        ) from None
+    if model_path is not None:
+        Path(model_path).write_bytes(model.getvalue())
+    return _to_tokenizer(spm.SentencePieceProcessor(model_proto=model.getvalue()), specials, config)
+
+
+def _to_tokenizer(sp, specials: list[str], config: TrainConfig) -> Tokenizer:
+    """The SentencePiece model as a `tokenizers` Unigram with byte fallback and SP's whitespace rules."""
+    size = sp.get_piece_size()
+    # Specials and byte pieces are never reached by matching text (added tokens / fallback only);
+    # a score below every real piece keeps a literal "<0x41>" in the text from becoming one token.
+    floor = min(sp.get_score(i) for i in range(size)) - 10.0
+    reserved = set(range(len(specials)))
+    vocab = [
+        (sp.id_to_piece(i), floor if i in reserved or sp.is_byte(i) else sp.get_score(i)) for i in range(size)
+    ]
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=0, byte_fallback=True))
+    steps = []
+    if config.normalization != "none":
+        steps.append(normalizers.NFC() if config.normalization == "nfc" else normalizers.NFKC())
+    if config.lowercase:
+        steps.append(normalizers.Lowercase())
+    tokenizer.normalizer = normalizers.Sequence(
+        [*steps, normalizers.Prepend(SPACE), normalizers.Replace(" ", SPACE)]
+    )
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    return tokenizer

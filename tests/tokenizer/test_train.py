@@ -29,8 +29,8 @@ def test_trained_tokenizer_loads_through_autotokenizer_and_round_trips(fixture: 
         ids = tok.encode(text, add_special_tokens=False)
         assert tok.decode(ids) == text
     # Digits are split one per token, so a number never becomes a single token.
-    digits = tok.convert_ids_to_tokens(tok.encode("2024", add_special_tokens=False))
-    assert digits == ["2", "0", "2", "4"]
+    pieces = tok.convert_ids_to_tokens(tok.encode(" 2024", add_special_tokens=False))
+    assert [sum(ch.isdigit() for ch in p) for p in pieces if any(ch.isdigit() for ch in p)] == [1, 1, 1, 1]
 
 
 def test_special_tokens_have_the_first_ids_in_documented_order(bpe_dir: Path, unigram_dir: Path) -> None:
@@ -49,9 +49,10 @@ def test_special_tokens_have_the_first_ids_in_documented_order(bpe_dir: Path, un
     assert uni.convert_tokens_to_ids(sentinels) == [5, 6, 7]
     assert uni.extra_special_tokens == sentinels
     # Special tokens are atomic in text and skipped on request.
-    ids = uni.encode("a <mask> b </s>", add_special_tokens=False)
-    assert 4 in ids and ids[-1] == 2
-    assert uni.decode(ids, skip_special_tokens=True) == "a  b "
+    for tok in (bpe, uni):
+        ids = tok.encode("a <pad> b </s>", add_special_tokens=False)
+        assert ids.count(3) == 1 and ids[-1] == 2
+    assert bpe.decode(bpe.encode("a <pad> b", add_special_tokens=False), skip_special_tokens=True) == "a  b"
 
 
 def test_manifest_describes_inputs_and_eos(bpe_dir: Path, corpora_dir: Path) -> None:
@@ -142,3 +143,18 @@ def test_corpus_without_text_is_a_data_error(tmp_path: Path, corpora_dir: Path) 
 def test_existing_output_needs_overwrite(bpe_dir: Path, corpora_dir: Path) -> None:
     with pytest.raises(ConfigError, match="already exists"):
         train_tokenizer(small_config(corpora_dir), bpe_dir)
+
+
+def test_unigram_encodes_exactly_like_its_sentencepiece_model(unigram_dir: Path) -> None:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(unigram_dir / "sentencepiece.model"))
+    tok = AutoTokenizer.from_pretrained(str(unigram_dir))
+    for text in [*ROUND_TRIP, "The Licensee shall indemnify the Licensor under Section 4.2(a)."]:
+        assert tok.encode(text, add_special_tokens=False) == sp.encode(text)
+    assert sp.id_to_piece(0) == "<unk>" and sp.id_to_piece(4) == "<mask>"
+
+
+def test_unigram_needs_an_unk_token(corpora_dir: Path) -> None:
+    with pytest.raises(ValueError, match="the unigram model needs an unk token"):
+        small_config(corpora_dir, model="unigram", special_tokens={"unk": None})
