@@ -189,7 +189,9 @@ class LaunchConfig(StrictModel):
     hostfile: str | None = Field(None, description="DeepSpeed hostfile for multi-node")
     launcher: Literal["deepspeed", "slurm"] = Field("deepspeed", description="slurm writes an sbatch script")
     gpu_type: str = Field("h100", description="target GPU for --dry-run estimates (domainlm.plan catalog)")
-    master_port: int = Field(29500, gt=0, lt=65536)
+    master_port: int | None = Field(
+        None, gt=0, lt=65536, description="rendezvous port; None = a free one (one node) or 29500 (many)"
+    )
 
 
 class Recipe(StrictModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ def resolve_launch(
         num_nodes=num_nodes or cfg.num_nodes,
         hostfile=Path(hostfile or cfg.hostfile) if (hostfile or cfg.hostfile) else None,
         launcher=launcher,
-        master_port=cfg.master_port,
+        master_port=cfg.master_port or default_port(num_nodes or cfg.num_nodes),
     )
     if spec.launcher not in ("deepspeed", "slurm"):
         raise ConfigError(f"--launcher {spec.launcher!r}: use deepspeed or slurm")
@@ -83,6 +84,15 @@ def resolve_launch(
             "(or set launch.device: cpu to run CPU ranks)"
         )
     return spec
+
+
+def default_port(num_nodes: int) -> int:
+    """A free local port for one node (so concurrent runs on a machine never collide), else 29500."""
+    if num_nodes > 1:
+        return 29500
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def deepspeed_executable() -> list[str]:

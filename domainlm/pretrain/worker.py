@@ -8,6 +8,7 @@ run one after another in the same process group (a sweep of small runs pays the 
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 from domainlm.pretrain.loop import run
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     # The deepspeed launcher appends --local_rank unless told --no_local_rank; LOCAL_RANK is in the env.
     parser.add_argument("--local_rank", type=int, default=None)
     args = parser.parse_args(argv)
+    # DeepSpeed calls torch.distributed collectives that torch marks deprecated, once per call site.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     for run_dir in args.run_dir:
         run(run_dir)
 

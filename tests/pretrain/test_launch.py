@@ -16,8 +16,9 @@ def test_cpu_ranks_command_and_env(tmp_path):
     assert spec.device == "cpu" and spec.world_size == 2
     cmd = deepspeed_command(spec, [tmp_path / "a", tmp_path / "b"])
     assert cmd[0].endswith("deepspeed")
+    assert 1024 <= spec.master_port < 65536  # a free port: concurrent runs on one machine do not collide
     assert cmd[1:] == [
-        "--num_gpus", "2", "--master_port", "29500", "--log_level", "warning", "--no_local_rank",
+        "--num_gpus", "2", "--master_port", str(spec.master_port), "--log_level", "warning", "--no_local_rank",
         "--module", "domainlm.pretrain.worker", "--run-dir", str(tmp_path / "a"), "--run-dir", str(tmp_path / "b"),
     ]  # fmt: skip
     env = launch_env(spec, base={})
@@ -32,6 +33,7 @@ def test_multi_node_needs_a_hostfile(tmp_path):
     spec = resolve_launch(LaunchConfig(num_gpus=8), num_nodes=2, hostfile=str(hostfile), gpus_available=8)
     cmd = deepspeed_command(spec, tmp_path / "run")
     assert cmd[1:5] == ["--hostfile", str(hostfile), "--num_nodes", "2"] and spec.world_size == 16
+    assert spec.master_port == 29500  # every node must agree on it
     assert "DS_ACCELERATOR" not in launch_env(spec, base={})
     with pytest.raises(ConfigError, match="--hostfile .*missing: file not found"):
         resolve_launch(LaunchConfig(), hostfile=str(tmp_path / "missing"), gpus_available=8)
