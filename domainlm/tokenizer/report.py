@@ -80,8 +80,9 @@ def _md_pieces(pieces: list[str]) -> str:
     return " ".join(_md_piece(p) for p in pieces) or "-"
 
 
-def _md_table(header: list[str], rows: list[list[str]], right: int = 1) -> list[str]:
-    align = ["---"] * right + ["---:"] * (len(header) - right)
+def _md_table(header: list[str], rows: list[list[str]], numeric: range) -> list[str]:
+    """A Markdown table; columns in `numeric` are right-aligned."""
+    align = ["---:" if i in numeric else "---" for i in range(len(header))]
     return ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"] + [
         "| " + " | ".join(r) + " |" for r in rows
     ]
@@ -98,7 +99,7 @@ def render_markdown(report: dict) -> str:
         [m["corpus"], m["tokenizer"], *(fmt.format(m[k]) for k, _, fmt, _ in _COLUMNS)]
         for m in report["metrics"]
     ]
-    out += _md_table(["corpus", "tokenizer", *(h for _, h, _, _ in _COLUMNS)], rows, right=2)
+    out += _md_table(["corpus", "tokenizer", *(h for _, h, _, _ in _COLUMNS)], rows, range(2, 99))
     out += ["", "![coverage overview](overview.png)", "", "## Most fragmented frequent words", ""]
     for corpus, frag in report["fragmented_words"].items():
         out += [f"### {corpus} (ranked by extra tokens under {frag['ranked_by']})", ""]
@@ -106,16 +107,18 @@ def render_markdown(report: dict) -> str:
             [w["word"], f"{w['count']:,}", *(_md_pieces(w["pieces"][t]) for t in tokenizers)]
             for w in frag["words"]
         ]
-        out += _md_table(["word", "count", *tokenizers], rows) + [""]
+        out += _md_table(["word", "count", *tokenizers], rows, range(1, 2)) + [""]
     for terms in report["terms"]:
         out += [f"## Terms: {terms['name']} ({terms['num_terms']:,} terms)", ""]
         rows = [[t, f"{s['mean_pieces']:.2f}", f"{s['pieces_per_word']:.2f}", f"{s['fragmented_share']:.0%}"]
                 for t, s in terms["summary"].items()]  # fmt: skip
-        out += _md_table(["tokenizer", "pieces per term", "pieces per word", "terms split"], rows) + [""]
+        out += _md_table(
+            ["tokenizer", "pieces per term", "pieces per word", "terms split"], rows, range(1, 4)
+        ) + [""]
         out += [f"![term fragmentation](terms_{_slug(terms['name'])}.png)", ""]
         rows = [[r["term"], *(_md_pieces(r["pieces"][t]) for t in tokenizers)]
                 for r in _term_rows(terms, settings["baseline"])]  # fmt: skip
-        out += _md_table(["term", *tokenizers], rows) + [""]
+        out += _md_table(["term", *tokenizers], rows, range(0)) + [""]
     out += ["## Definitions", ""] + [f"- **{k}**: {v}" for k, v in report["definitions"].items()]
     return "\n".join(out) + "\n"
 
