@@ -80,8 +80,9 @@ def masked_rows(tokenizer: Any, texts: Sequence[str], max_length: int, seed: int
     """NUM_PASSES masked copies of every chunk; each token is masked in exactly one."""
     if tokenizer.mask_token_id is None:
         raise DataError("masked LM tokenizer has no mask token; save the tokenizer with its [MASK] token")
-    head = [t for t in (tokenizer.cls_token_id or tokenizer.bos_token_id,) if t is not None]
-    tail = [t for t in (tokenizer.sep_token_id or tokenizer.eos_token_id,) if t is not None]
+    # Wrapped as domainlm's MLM pretraining wraps: [CLS] x [SEP], [CLS] x, or bare x.
+    head = [tokenizer.cls_token_id] if tokenizer.cls_token_id is not None else []
+    tail = [tokenizer.sep_token_id] if head and tokenizer.sep_token_id is not None else []
     body = max_length - len(head) - len(tail)
     if body < 1:
         raise DataError(f"max length {max_length} leaves no room for text between the special tokens")
