@@ -106,8 +106,9 @@ def _fallback_flags(backend: Tokenizer, byte_level: bool, size: int) -> np.ndarr
 def _read_backend(name: str, path: Path) -> Tokenizer:
     """tokenizer.json directly; other HF folders (vocab.json + merges.txt, .model) via AutoTokenizer."""
     if not path.is_dir():
+        what = "a file, not a tokenizer directory" if path.exists() else "no such directory"
         raise DataError(
-            f"--tokenizer {name}={path}: no such directory; pass a folder written by "
+            f"--tokenizer {name}={path}: {what}; pass a folder written by "
             "`domainlm tokenizer train`, a local Hugging Face tokenizer, or gpt2 / bert-base-uncased"
         )
     try:
