@@ -180,6 +180,8 @@ def _run_sharded(
         task = progress.add_task(f"signatures ({shards} shards)", total=None)
         paths, read_stats = run_shards(specs, config, shards, Path(work), workers)
         progress.update(task, completed=1, total=1)
+        num_bytes = sum(p.stat().st_size for p in paths)
+        logger.info("curate: %d shard signature files, %.1f MB; merging", len(paths), num_bytes / 1e6)
         merge_task = progress.add_task("merge (documents)", total=None)
         merger = DedupMerger(config)
         for record in merged_records(paths):
@@ -193,6 +195,7 @@ def _run_sharded(
                 sink.removed.write(removal.as_dict(record))
             progress.advance(merge_task)
     if sink is not None or pending:
+        logger.info("curate: merge kept %d of %d documents; writing", sum(keep), len(keep))
         _write_pass(readers, config, keep, pending, sink, workers, progress)
     return read_stats
 

@@ -158,3 +158,21 @@ def test_source_filters_apply_to_their_source_only(tmp_path, paragraphs):
     assert [(s["source"], s["docs_kept"]) for s in report["sources"]] == [("a", 0), ("b", 1)]
     with pytest.raises(ConfigError, match="source_filters: no corpus named c"):
         curate(parse_corpus_args([str(a)]), CurateConfig(source_filters={"c": {}}), dry_run=True)
+
+
+def test_a_failed_run_leaves_no_output(dirty_corpus, tmp_path, monkeypatch):
+    from domainlm.corpus.curate.merge import DedupMerger
+
+    path, _, _ = dirty_corpus
+    calls = []
+
+    def failing(self, record):
+        calls.append(record.ordinal)
+        if len(calls) == 5:
+            raise RuntimeError("killed mid-run")
+        return None
+
+    monkeypatch.setattr(DedupMerger, "decide", failing)
+    with pytest.raises(RuntimeError, match="killed mid-run"):
+        _run(path, tmp_path)
+    assert not (tmp_path / "out").exists() and list(tmp_path.glob(".out.tmp-*")) == []
