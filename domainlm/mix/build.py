@@ -65,6 +65,22 @@ def _encoder(loaded: LoadedTokenizer, readers: list[CorpusReader]) -> BatchEncod
     return BatchEncoder(loaded, split_long=exact)
 
 
+class _SourceBar:
+    """One progress bar per source: documents done (total unknown until the end) and MB of text."""
+
+    def __init__(self, progress: Progress, name: str) -> None:
+        self.progress, self.name, self.num_bytes = progress, name, 0
+        self.task = progress.add_task(f"tokenize {name}", total=None)
+
+    def __call__(self, num_docs: int, num_bytes: int) -> None:
+        self.num_bytes += num_bytes
+        label = f"tokenize {self.name} ({self.num_bytes / 1e6:,.0f} MB)"
+        self.progress.update(self.task, advance=num_docs, description=label)
+
+    def finish(self) -> None:
+        self.progress.update(self.task, total=self.progress.tasks[self.task].completed)
+
+
 def _tokenize_all(
     config: MixConfig,
     readers: list[CorpusReader],
@@ -72,23 +88,12 @@ def _tokenize_all(
     root: Path | None,
     progress: Progress,
 ) -> list[SourceTokens]:
-    work_dir = val_dir = None
-    if root is not None:
-        work_dir, val_dir = root / layout.WORK_DIR, root / "val"
-        work_dir.mkdir()
-        val_dir.mkdir()
     results = []
     for (name, source), reader in zip(config.sources.items(), readers, strict=True):
-        task = progress.add_task(f"tokenize {name}", total=None)
         fraction = config.val_fraction if source.val_fraction is None else source.val_fraction
-
-        def advance(num_docs: int, num_bytes: int, task=task) -> None:
-            progress.update(task, advance=num_docs)
-
-        results.append(
-            tokenize_source(name, reader, encoder, fraction, config.seed, work_dir, val_dir, advance)
-        )
-        progress.update(task, total=progress.tasks[task].completed)
+        bar = _SourceBar(progress, name)
+        results.append(tokenize_source(name, reader, encoder, fraction, config.seed, root, bar))
+        bar.finish()
     return results
 
 

@@ -13,6 +13,10 @@ def shard_path(index: int) -> str:
     return f"train/shard_{index:05d}.bin"
 
 
+def work_token_path(source: str) -> str:
+    return f"{WORK_DIR}/{source}.train.bin"
+
+
 def val_token_path(source: str) -> str:
     return f"val/{source}.bin"
 

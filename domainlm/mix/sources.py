@@ -141,11 +141,11 @@ def tokenize_source(
     encoder: BatchEncoder,
     val_fraction: float,
     seed: int,
-    work_dir: Path | None,
-    val_dir: Path | None,
+    out_root: Path | None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> SourceTokens:
-    """Tokenize every document of `reader`; write files when `work_dir`/`val_dir` are given.
+    """Tokenize every document of `reader`; with `out_root` (the mix being built), write its files:
+    `.work/<name>.train.bin`, `val/<name>.bin` (unpacked yet) and `val/<name>.jsonl.gz`.
 
     `on_batch(documents, text_bytes)` is called after each batch (progress bars).
     """
@@ -154,10 +154,12 @@ def tokenize_source(
     base = os.path.commonpath([str(f.parent) for f in files])
     held_out = HeldOut(val_fraction, seed, name)
     train_out = val_out = None
-    if work_dir is not None and val_dir is not None:
-        result.train_path = work_dir / f"{name}.train.bin"
-        result.val_path = val_dir.parent / layout.val_token_path(name)
-        result.val_text_path = val_dir.parent / layout.val_text_path(name)
+    if out_root is not None:
+        result.train_path = out_root / layout.work_token_path(name)
+        result.val_path = out_root / layout.val_token_path(name)
+        result.val_text_path = out_root / layout.val_text_path(name)
+        for path in (result.train_path, result.val_path):
+            path.parent.mkdir(parents=True, exist_ok=True)
         train_out = open(result.train_path, "wb")  # noqa: SIM115 - closed below
         val_out = _ValWriter(result.val_path, result.val_text_path)
     index = 0

@@ -80,10 +80,10 @@ def test_held_out_is_an_even_seeded_systematic_sample():
 def test_count_only_mode_matches_written_counts(small_corpora, tmp_path):
     encoder = BatchEncoder(load_tokenizer(GPT2))
     reader = CorpusReader(small_corpora / "fin.jsonl", source="fin")
-    counted = tokenize_source("fin", reader, encoder, 0.2, 0, None, None)
-    (tmp_path / "work").mkdir()
-    (tmp_path / "val").mkdir()
-    written = tokenize_source("fin", reader, encoder, 0.2, 0, tmp_path / "work", tmp_path / "val")
+    counted = tokenize_source("fin", reader, encoder, 0.2, 0, None)
+    written = tokenize_source("fin", reader, encoder, 0.2, 0, tmp_path)
     assert (counted.tokens, counted.val_tokens, counted.documents) == (written.tokens, written.val_tokens, 16)
     assert written.train_path.stat().st_size == 2 * written.tokens
     assert counted.train_path is None
+    assert written.train_path == tmp_path / ".work" / "fin.train.bin"
+    assert written.val_text_path.is_file()
