@@ -47,7 +47,9 @@ def _counts_row(name: str, counts: dict[str, Any], style: str = "") -> list[str]
 
 def _table(title: str, first: str) -> Table:
     # SIMPLE_HEAD: no vertical rules, so 8 columns fit 80 characters when output is piped.
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False)
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False
+    )
     table.add_column(first, no_wrap=True)
     for column in ("docs in", "removed", "kept", "words in", "removed", "kept", "kept %"):
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
@@ -83,7 +85,8 @@ def register(app: typer.Typer) -> None:
         corpus: Annotated[
             list[str],
             typer.Argument(
-                help="Corpus files, folders or globs (txt, jsonl[.gz|.zst], parquet); NAME=PATH names it."
+                metavar="CORPUS",
+                help="Corpus files, folders or globs (txt, jsonl[.gz|.zst], parquet); NAME=PATH names it.",
             ),
         ],
         out: Annotated[
@@ -96,7 +99,10 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option("--set", help="Override a config key: --set near_dedup.threshold=0.7"),
         ] = None,
-        workers: Annotated[int, typer.Option("--workers", "-w", help="Processes for per-document work.")] = 0,
+        workers: Annotated[
+            int,
+            typer.Option("--workers", "-w", help="Processes for per-document work (0 = one per CPU core)."),
+        ] = 0,
         shards: Annotated[
             int,
             typer.Option(
