@@ -131,6 +131,14 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def pool_context() -> multiprocessing.context.BaseContext:
+    """forkserver: workers fork from a clean, single-threaded server that has already imported this
+    module, so they start fast and never inherit the progress bar's thread or its locks."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 def ordered_map(
     function: Callable[[list[Any]], list[Any]],
     batches: Iterable[list[Any]],
@@ -143,9 +151,7 @@ def ordered_map(
         for batch in batches:
             yield from function(batch)
         return
-    # fork: workers inherit the imported modules, so a pool starts in milliseconds, not seconds.
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+    with pool_context().Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
         pending: deque = deque()
         for batch in batches:
             pending.append(pool.apply_async(function, (batch,)))

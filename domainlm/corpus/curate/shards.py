@@ -10,7 +10,6 @@ datatrove/Slurm array task); locally they run as processes.
 from __future__ import annotations
 
 import heapq
-import multiprocessing
 import os
 import pickle
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 from domainlm.corpus.curate.config import CurateConfig
 from domainlm.corpus.curate.inputs import CorpusSpec, build_readers, iter_documents
-from domainlm.corpus.curate.process import DocProcessor, DocRecord, batched, mark_repeats
+from domainlm.corpus.curate.process import DocProcessor, DocRecord, batched, mark_repeats, pool_context
 
 _RECORDS_PER_PICKLE = 1024  # records per pickle frame: bounds memory when reading a shard back
 
@@ -73,7 +72,6 @@ def run_shards(
     if workers <= 1:
         stats = [_run_shard(job) for job in jobs]
     else:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(min(workers, num_shards)) as pool:
+        with pool_context().Pool(min(workers, num_shards)) as pool:
             stats = pool.map(_run_shard, jobs, chunksize=1)
     return [shard_path(work_dir, shard) for shard in range(num_shards)], stats[0]
