@@ -89,6 +89,7 @@ def _sample(domain, limit):
         return [json.loads(line)["text"] for _, line in zip(range(limit), handle, strict=False)]
 
 
+@pytest.mark.slow  # ~300k words of real text through every stage
 def test_defaults_keep_clean_domain_text(tmp_path):
     """Austen chapters all survive; ICD-10-CM blocks (repetitive tables) mostly do; of the first SPDX
     licenses, the near-identical versions of one license are folded."""

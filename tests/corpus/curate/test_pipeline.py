@@ -129,6 +129,7 @@ def test_bad_inputs_fail_before_work(tmp_path, dirty_corpus):
         curate(parse_corpus_args([str(path)]), CurateConfig(), dry_run=True, workers=0)
 
 
+@pytest.mark.slow  # loads the GPT-2 tokenizer
 def test_curated_output_feeds_mix(dirty_corpus, tmp_path):
     from domainlm.assets import reference_tokenizer
     from domainlm.mix.build import build_mix
