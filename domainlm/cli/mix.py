@@ -14,6 +14,8 @@ from domainlm.mix.build import MixResult, build_mix
 from domainlm.mix.config import apply_flags, load_mix_config
 from domainlm.progress import console, err_console
 
+_SKIP_KINDS = ("malformed_lines", "non_utf8", "empty_files", "empty_documents")  # ReadStats counters
+
 
 def allocation_table(result: MixResult, dry_run: bool) -> Table:
     """Per source: documents, tokens available, target ratio, tokens taken, repeats (+ realized ratio)."""
@@ -68,6 +70,7 @@ def summary(result: MixResult) -> dict:
                 "repeats": round(a.repeats, 6),
                 "realized_ratio": round(a.realized_ratio, 9),
                 "val_documents": s.val_documents,
+                "skipped": {k: s.read[k] for k in _SKIP_KINDS if s.read.get(k)},
             }
             for a, s in zip(result.allocations, result.sources, strict=True)
         ],
@@ -76,8 +79,7 @@ def summary(result: MixResult) -> dict:
 
 def _warn_skipped(name: str, read: dict) -> None:
     """One stderr line per source whose reader skipped input (counts, then the first problem)."""
-    kinds = ("malformed_lines", "non_utf8", "empty_files", "empty_documents")
-    counts = [f"{read[k]} {k.replace('_', ' ')}" for k in kinds if read.get(k)]
+    counts = [f"{read[k]} {k.replace('_', ' ')}" for k in _SKIP_KINDS if read.get(k)]
     if counts:
         first = read["problems"][0] if read.get("problems") else ""
         err_console.print(

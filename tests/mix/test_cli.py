@@ -123,3 +123,21 @@ def test_killed_run_leaves_nothing_complete_and_rerun_is_clean(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert (out / "manifest.json").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["mix"]  # the killed run's temp dir is gone
+
+
+def test_skipped_input_is_reported(small_corpora, tmp_path):
+    corpus = tmp_path / "fin.jsonl"
+    corpus.write_text((small_corpora / "fin.jsonl").read_text() + "{broken\n")
+    config = (
+        _small_yaml(small_corpora, tmp_path)
+        .read_text()
+        .replace(str(small_corpora / "fin.jsonl"), str(corpus))
+    )
+    (tmp_path / "small.yaml").write_text(config)
+    args = ["mix", str(tmp_path / "small.yaml"), "--dry-run"]
+    table = CliRunner().invoke(_app(), args)
+    assert table.exit_code == 0, table.output
+    assert "warning: fin: skipped 1 malformed lines (--strict makes this an error)" in table.stderr
+    summary = json.loads(CliRunner().invoke(_app(), [*args, "--json"]).stdout)
+    assert summary["sources"][0]["skipped"] == {"malformed_lines": 1}
+    assert summary["dry_run"] is True and summary["fingerprint"] is None
