@@ -98,9 +98,17 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
     from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
     from domainlm.mix.dataset import train_dataset
+    from domainlm.pretrain.engine import init_distributed
     from domainlm.pretrain.loop import _prepare_model, load_run
 
     recipe, info = load_run(run_dir)
+    init_distributed(info["device"])
+    if info["device"] == "cpu":
+        # accelerate finds no backend for a DeepSpeed launch on a CPU-only host and falls back to one
+        # process; tell it the truth (gloo, multi-CPU) so the Trainer runs DeepSpeed on both ranks.
+        from accelerate.state import DistributedType, PartialState
+
+        PartialState._prepare_backend = lambda self, *a, **k: ("gloo", DistributedType.MULTI_CPU)
     ds_config = json.loads((run_dir / "ds_config.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(info["tokenizer_dir"])
     model = _prepare_model(recipe, tokenizer, info["seq_len"])

@@ -108,6 +108,7 @@ def save(engine: Any, run_dir: Path, state: TrainerState, rank: int, keep_last: 
     root = checkpoints_dir(run_dir)
     tag = step_tag(state.step)
     ds.save_checkpoint(engine, root, tag, client_state={"trainer_state": asdict(state)})
+    (root / tag).mkdir(parents=True, exist_ok=True)  # stage 0: only rank 0 writes DeepSpeed files
     torch.save(_rng_state(), root / tag / f"rng_rank{rank}.pt")
     ds.barrier()
     if rank == 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ def prepare_run(
         seq_len, tokenizer_dir = manifest.seq_len, _tokenizer_dir(recipe, manifest)
         vocab_size = _check_tokenizer(recipe, manifest, tokenizer_dir)
     else:  # a mix YAML not built yet (--dry-run): what it will produce
-        config = _mix_config(recipe)
+        manifest, config = None, _mix_config(recipe)
         if config.tokenizer is None:
             raise ConfigError(f"data.mix {recipe.data.mix}: names no tokenizer; set data.tokenizer")
         seq_len, tokenizer_dir = config.seq_len, Path(config.tokenizer)
@@ -153,8 +154,8 @@ def prepare_run(
         )
     if not export_only:
         _check_run_dir(run_dir, found, resume, info["max_steps"])
-    if found is not None and not force_resume:
-        _check_same_training(recipe, run_dir)
+    if found is not None:
+        _check_resume(recipe, run_dir, found, manifest, spec.world_size, force_resume)
     _check_optional_packages(recipe)
     return PreparedRun(
         recipe=recipe,
@@ -192,6 +193,18 @@ _RESUME_FIELDS = (
     "train.precision",
     "deepspeed.zero_stage",
 )
+
+
+def _check_resume(
+    recipe: Recipe, run_dir: Path, found: tuple, manifest: MixManifest | None, world_size: int, force: bool
+) -> None:
+    """The worker checks again; failing here means no rank is started for a run that cannot resume."""
+    path, state = found
+    if manifest is not None:
+        current = ckpt.TrainerState(0, 0, world_size, manifest.fingerprint, manifest.tokenizer.fingerprint)
+        ckpt.check_resumable(state, current, path, force)
+    if not force:
+        _check_same_training(recipe, run_dir)
 
 
 def _check_same_training(recipe: Recipe, run_dir: Path) -> None:
@@ -343,7 +356,8 @@ def launch_together(runs: list[PreparedRun]) -> list[Path]:
 
 def _run_command(command: list[str], prepared: PreparedRun) -> None:
     log.info("launching: %s", format_command(command, prepared.spec))
-    result = subprocess.run(command, env=prepared.env, check=False)
+    # Rank output goes to stderr, like our logs, so stdout stays clean for --json.
+    result = subprocess.run(command, env=prepared.env, check=False, stdout=sys.stderr)
     if result.returncode != 0:
         raise ResourceError(
             f"training exited with status {result.returncode}; see {prepared.run_dir / 'logs'}/rank*.log "

@@ -6,19 +6,25 @@ import json
 
 import pytest
 
-from domainlm.errors import ConfigError
+from domainlm.errors import ConfigError, DataError
+from domainlm.mix.dataset import open_mix
 from domainlm.pretrain.checkpoint import STATE_NAME
 from domainlm.pretrain.config import load_recipe
 from domainlm.pretrain.run import prepare_run, write_run_files
 
 
-def _checkpoint(run_dir, step):
+def _checkpoint(run_dir, step, mix_dir, world_size=2, data_fingerprint=None):
+    manifest = open_mix(mix_dir)
     folder = run_dir / "checkpoints" / f"step_{step:08d}"
     folder.mkdir(parents=True)
-    state = {"step": step, "consumed_samples": 8 * step, "world_size": 2}
-    (folder / STATE_NAME).write_text(
-        json.dumps({**state, "data_fingerprint": "a", "tokenizer_fingerprint": "b"})
-    )
+    state = {
+        "step": step,
+        "consumed_samples": 8 * step,
+        "world_size": world_size,
+        "data_fingerprint": data_fingerprint or manifest.fingerprint,
+        "tokenizer_fingerprint": manifest.tokenizer.fingerprint,
+    }
+    (folder / STATE_NAME).write_text(json.dumps(state))
 
 
 def test_fresh_run_prepares_and_writes_its_files(tiny_recipe, tmp_path):
@@ -33,8 +39,8 @@ def test_fresh_run_prepares_and_writes_its_files(tiny_recipe, tmp_path):
     assert "--module domainlm.pretrain.worker" in (tmp_path / "run" / "launch.sh").read_text()
 
 
-def test_finished_run_is_not_retrained(tiny_recipe, tmp_path):
-    _checkpoint(tmp_path, 30)
+def test_finished_run_is_not_retrained(tiny_data, tiny_recipe, tmp_path):
+    _checkpoint(tmp_path, 30, tiny_data[1])
     with pytest.raises(ConfigError, match=r"holds a finished run \(step 30 of 30\)"):
         prepare_run(tiny_recipe, out=tmp_path)
     assert prepare_run(tiny_recipe, ["train.max_steps=40"], out=tmp_path).resume_from.name == "step_00000030"
@@ -47,9 +53,9 @@ def test_resume_and_export_only_need_a_checkpoint(tiny_recipe, tmp_path):
         prepare_run(tiny_recipe, out=tmp_path, export_only=True)
 
 
-def test_changed_recipe_is_refused_unless_forced(tiny_recipe, tmp_path):
+def test_changed_recipe_is_refused_unless_forced(tiny_data, tiny_recipe, tmp_path):
     write_run_files(prepare_run(tiny_recipe, out=tmp_path))
-    _checkpoint(tmp_path, 10)
+    _checkpoint(tmp_path, 10, tiny_data[1])
     with pytest.raises(
         ConfigError, match=r"recipe changed since its checkpoints \(model; train.seed 1 -> 2\)"
     ):
@@ -67,3 +73,13 @@ def test_missing_tensorboard_is_named(tiny_recipe, tmp_path, monkeypatch):
     )
     with pytest.raises(ConfigError, match="logging.tensorboard: the tensorboard package is not installed"):
         prepare_run(tiny_recipe, ["logging.tensorboard=true"], out=tmp_path)
+
+
+def test_other_data_or_rank_count_is_refused_before_any_rank_starts(tiny_data, tiny_recipe, tmp_path):
+    _checkpoint(tmp_path / "a", 10, tiny_data[1], data_fingerprint="f" * 64)
+    with pytest.raises(DataError, match="cannot resume: data fingerprint ffffffffffff"):
+        prepare_run(tiny_recipe, out=tmp_path / "a")
+    assert prepare_run(tiny_recipe, out=tmp_path / "a", force_resume=True).resume_from is not None
+    _checkpoint(tmp_path / "b", 10, tiny_data[1], world_size=4)
+    with pytest.raises(ConfigError, match="saved with 4 ranks, now 2"):
+        prepare_run(tiny_recipe, out=tmp_path / "b")
