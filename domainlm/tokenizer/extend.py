@@ -152,7 +152,10 @@ def build_extended(base: LoadedTokenizer, added: list[dict]) -> Tokenizer:
 
 
 def count_tokens(tokenizer: Tokenizer, corpora: list[tuple[str, Path]], batch_docs: int = 256) -> int:
-    """Tokens the tokenizer needs for every document of `corpora` (no special tokens)."""
+    """Tokens the tokenizer needs for every document of `corpora` (no special tokens, no truncation)."""
+    tokenizer = Tokenizer.from_str(tokenizer.to_str())  # a copy: the saved one keeps the base's settings
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
     total, batch = 0, []
     for name, path in corpora:
         for doc in CorpusReader([path], source=name):

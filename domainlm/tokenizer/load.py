@@ -129,6 +129,9 @@ def load_tokenizer(name: str, path: Path) -> LoadedTokenizer:
     """Load `path` as a fast tokenizer; anything unreadable is a one-line DataError naming it."""
     path = Path(path)
     backend = _read_backend(name, path)
+    # Whole documents are measured: a tokenizer.json that truncates at 512 tokens would undercount.
+    backend.no_truncation()
+    backend.no_padding()
     spec = json.loads(backend.to_str())
     model = spec.get("model") or {}
     byte_level = _mentions_byte_level(spec.get("pre_tokenizer")) or _mentions_byte_level(spec.get("decoder"))

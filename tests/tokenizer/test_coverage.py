@@ -126,3 +126,18 @@ def test_bad_inputs_fail_with_one_line_errors(hand_inputs: dict[str, Path], tmp_
         build_coverage_report([tok], [corpus], baseline="zzz")
     with pytest.raises(ConfigError, match="name 't' is used twice"):
         build_coverage_report([tok, tok], [corpus])
+
+
+def test_truncation_in_tokenizer_json_does_not_cut_documents(tmp_path: Path) -> None:
+    import shutil
+
+    from tokenizers import Tokenizer
+
+    folder = tmp_path / "gpt2_trunc"
+    shutil.copytree(resolve_tokenizer("gpt2")[1], folder)
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.enable_truncation(max_length=2)
+    tok.save(str(folder / "tokenizer.json"))
+    corpus = write_jsonl(tmp_path / "c.jsonl", ["Hello world 日本"])
+    report = build_coverage_report([("t", folder)], [("c", corpus)])
+    assert report["metrics"][0]["tokens"] == 7
