@@ -67,17 +67,27 @@ def build_train_config(
 def train(
     out: Annotated[Path, typer.Option("--out", help="Output tokenizer directory.")],
     corpus: Annotated[
-        list[str] | None, typer.Option("--corpus", help="NAME=PATH (file, folder, glob) or a shipped name.")
+        list[str] | None,
+        typer.Option(
+            "--corpus", metavar="NAME=PATH", help="NAME=PATH (file, folder, glob) or a shipped name."
+        ),
     ] = None,
     ratio: Annotated[
-        list[str] | None, typer.Option("--ratio", help="NAME=SHARE of training bytes, e.g. finance=0.51.")
+        list[str] | None,
+        typer.Option(
+            "--ratio", metavar="NAME=SHARE", help="NAME=SHARE of training bytes, e.g. finance=0.51."
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML with TrainConfig fields.")] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a config field: key.sub=value.")
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a config field: key.sub=value."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="bpe (byte-level BPE) or unigram (Unigram over bytes).")
+        str | None,
+        typer.Option(
+            "--model", help="bpe (byte-level BPE) or unigram (Unigram LM, 256 byte-fallback tokens)."
+        ),
     ] = None,
     vocab_size: Annotated[
         int | None, typer.Option("--vocab-size", help="Vocabulary size incl. specials.")
@@ -139,11 +149,15 @@ def _print_train_summary(manifest: dict, out: Path) -> None:
 
 @app.command("extend")
 def extend(
-    base: Annotated[str, typer.Option("--base", help="Base BPE tokenizer directory, or gpt2.")],
+    base: Annotated[
+        str, typer.Option("--base", metavar="PATH", help="Base BPE tokenizer directory, or gpt2.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output directory for the extended tokenizer.")],
     corpus: Annotated[
         list[str] | None,
-        typer.Option("--corpus", help="NAME=PATH of domain text, or a shipped name (legal)."),
+        typer.Option(
+            "--corpus", metavar="NAME=PATH", help="NAME=PATH of domain text, or a shipped name (legal)."
+        ),
     ] = None,
     num_tokens: Annotated[int, typer.Option("--num-tokens", help="How many domain tokens to add.")] = 1000,
     min_frequency: Annotated[

@@ -24,20 +24,31 @@ def report(
     ],
     tokenizer: Annotated[
         list[str] | None,
-        typer.Option("--tokenizer", help="NAME=PATH of a tokenizer directory, or gpt2 / bert-base-uncased."),
+        typer.Option(
+            "--tokenizer",
+            metavar="NAME=PATH",
+            help="NAME=PATH of a tokenizer directory, or gpt2 / bert-base-uncased.",
+        ),
     ] = None,
     corpus: Annotated[
         list[str] | None,
         typer.Option(
-            "--corpus", help="NAME=PATH (file, folder, glob) or finance / legal / medical / general."
+            "--corpus",
+            metavar="NAME=PATH",
+            help="NAME=PATH (file, folder, glob) or finance / legal / medical / general.",
         ),
     ] = None,
     terms: Annotated[
         list[str] | None,
-        typer.Option("--terms", help="NAME=FILE (one term per line, or JSON), or legal / finance / medical."),
+        typer.Option(
+            "--terms",
+            metavar="NAME=FILE",
+            help="NAME=FILE (one term per line, or JSON), or legal / finance / medical.",
+        ),
     ] = None,
     baseline: Annotated[
-        str | None, typer.Option("--baseline", help="Tokenizer to compare against (default: first).")
+        str | None,
+        typer.Option("--baseline", metavar="NAME", help="Tokenizer to compare against (default: first)."),
     ] = None,
     sample_docs: Annotated[
         int, typer.Option("--sample-docs", help="Documents sampled per corpus; 0 = all.")
