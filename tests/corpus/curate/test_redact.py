@@ -19,7 +19,10 @@ def test_emails_phones_and_ips_replaced_and_counted():
 
 
 def test_codes_dates_times_and_amounts_left_alone():
-    text = "B10.81 at 10:30 on 2005-12-20, version 1.2.3, account 1234567890, $1,234.56, 999.1.1.1"
+    text = (
+        "B10.81 at 10:30 on 2005-12-20, version 1.2.3, account 1234567890, $1,234.56, 999.1.1.1, "
+        "DFAR 252.227-7015, 48 C.F.R. 252.227-7014(a), kinase (EC 2.7.3.2), Version: 2.1.8.7-current"
+    )
     out, counts = _redact(text)
     assert out == text
     assert counts == {"emails": 0, "phones": 0, "ip_addresses": 0}
