@@ -65,8 +65,14 @@ def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[np.ndarray]:
 
 
 def batch_rows(rows: list[Row], batch_size: int) -> list[list[Row]]:
-    """Rows sorted longest first (little padding; an out-of-memory shows on the first batch), then cut."""
-    ordered = sorted(rows, key=lambda row: -row.length)  # stable: ties keep build order -> deterministic
+    """Rows sorted longest first (little padding; an out-of-memory shows on the first batch), then cut.
+
+    Equal lengths are ordered by how many targets they score, so a causal document's first window
+    (scores everything) does not share a batch with later ones (score `stride`), whose batch then
+    needs only the logits of its last stride + 1 positions.
+    """
+    # Stable sort: ties keep build order, so batches are deterministic.
+    ordered = sorted(rows, key=lambda row: (-row.length, -getattr(row, "num_scored", 0)))
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
@@ -113,6 +119,19 @@ def tail_collate(rows: list[CausalRow], pad_id: int) -> tuple[dict[str, Any], to
     return inputs, labels[:, -keep:]
 
 
+def _summed_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy summed over labelled positions, in float32.
+
+    When few positions are labelled (masked LMs score 1 in 7) they are gathered first, so the
+    vocab-sized softmax skips the rest; when most are (causal tails) gathering would only copy.
+    """
+    scored = labels != IGNORE_INDEX
+    if scored.float().mean() < 0.5:  # a device-to-host sync per batch; negligible against a forward pass
+        return F.cross_entropy(logits[scored].float(), labels[scored], reduction="sum")
+    flat = logits.reshape(-1, logits.shape[-1]).float()
+    return F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+
+
 def score_batches(
     model: Any,
     batches: list[list[Row]],
@@ -132,10 +151,7 @@ def score_batches(
             }
             labels = labels.to(device, non_blocking=True)
             logits = model(**inputs).logits
-            scored = labels != IGNORE_INDEX
-            # Only scored positions go through the float32 softmax (masked LMs score 1 in 7).
-            nll = F.cross_entropy(logits[scored].float(), labels[scored], reduction="sum")
-            total += nll.double()
+            total += _summed_nll(logits, labels).double()
             if on_batch is not None:
                 on_batch()
     return float(total.item())
