@@ -63,7 +63,10 @@ def _child(args: dict) -> None:
 def run_case(corpora: list[str], workers: int, shards: int) -> dict:
     """One child run; returns its JSON plus the peak RSS in MB."""
     spec = json.dumps({"corpora": corpora, "workers": workers, "shards": shards})
-    proc = subprocess.Popen([sys.executable, __file__, "--child", spec], stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "DOMAINLM_MP_START": "fork"}  # workers are then children of the measured run
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", spec], stdout=subprocess.PIPE, text=True, env=env
+    )
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:

@@ -8,6 +8,7 @@ independent of the number of workers and lets shards compute records on differen
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -132,10 +133,14 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def pool_context() -> multiprocessing.context.BaseContext:
-    """forkserver: workers fork from a clean, single-threaded server that has already imported this
-    module, so they start fast and never inherit the progress bar's thread or its locks."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    """forkserver by default: workers fork from a clean, single-threaded server that has already
+    imported this module, so they start fast and never inherit the progress bar's thread or its
+    locks. DOMAINLM_MP_START=fork|spawn overrides it (the benchmark uses fork so that the workers'
+    CPU time is reaped by, and charged to, the measured process)."""
+    method = os.environ.get("DOMAINLM_MP_START", "forkserver")
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload([__name__])
     return context
 
 
