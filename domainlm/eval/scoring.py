@@ -120,16 +120,18 @@ def tail_collate(rows: list[CausalRow], pad_id: int) -> tuple[dict[str, Any], to
 
 
 def _summed_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy summed over labelled positions, in float32.
+    """Cross-entropy summed over labelled positions (softmax in float32, sum in float64).
 
     When few positions are labelled (masked LMs score 1 in 7) they are gathered first, so the
     vocab-sized softmax skips the rest; when most are (causal tails) gathering would only copy.
     """
     scored = labels != IGNORE_INDEX
     if scored.float().mean() < 0.5:  # a device-to-host sync per batch; negligible against a forward pass
-        return F.cross_entropy(logits[scored].float(), labels[scored], reduction="sum")
-    flat = logits.reshape(-1, logits.shape[-1]).float()
-    return F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+        nll = F.cross_entropy(logits[scored].float(), labels[scored], reduction="none")
+    else:
+        flat = logits.reshape(-1, logits.shape[-1]).float()
+        nll = F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none")
+    return nll.double().sum()  # float64 sum: thousands of per-token losses lose digits in float32
 
 
 def score_batches(
@@ -151,7 +153,7 @@ def score_batches(
             }
             labels = labels.to(device, non_blocking=True)
             logits = model(**inputs).logits
-            total += _summed_nll(logits, labels).double()
+            total += _summed_nll(logits, labels)
             if on_batch is not None:
                 on_batch()
     return float(total.item())
