@@ -91,7 +91,7 @@ def load_run(run_dir: Path) -> tuple[Recipe, dict[str, Any]]:
     return recipe, info
 
 
-def _prepare_model(recipe: Recipe, tokenizer: Any, seq_len: int) -> torch.nn.Module:
+def prepare_model(recipe: Recipe, tokenizer: Any, seq_len: int) -> torch.nn.Module:
     ids = TokenIds(
         vocab_size=len(tokenizer),
         eos_token_id=tokenizer.eos_token_id,
@@ -118,7 +118,7 @@ def build_context(run_dir: Path) -> Context:
     manifest = open_mix(info["mix_dir"])
     seq_len = manifest.seq_len
     tokenizer = AutoTokenizer.from_pretrained(info["tokenizer_dir"])
-    model = _prepare_model(recipe, tokenizer, seq_len)
+    model = prepare_model(recipe, tokenizer, seq_len)
     layers, hidden = attention_shape(model)
     per_token = model_flops_per_token(matmul_params(model), layers, hidden, seq_len)
     objective = build_objective(

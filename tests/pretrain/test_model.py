@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 from domainlm.errors import ConfigError
 from domainlm.plan.shapes import make_shape
 from domainlm.pretrain.config import ModelConfig, load_recipe
-from domainlm.pretrain.loop import _prepare_model
+from domainlm.pretrain.loop import prepare_model
 from domainlm.pretrain.model import TokenIds, attention_shape, build_model, count_params, matmul_params
 
 IDS = TokenIds(vocab_size=384, eos_token_id=3, pad_token_id=0, bos_token_id=2)
@@ -77,7 +77,7 @@ def test_continued_pretraining_with_vocabulary_extension(tiny_data, tmp_path):
             f"model.added_tokens_map={tmp_path / 'extended' / 'added_tokens_map.json'}",
         ],
     )
-    model = _prepare_model(recipe, extended, seq_len=16)
+    model = prepare_model(recipe, extended, seq_len=16)
     old = base.get_input_embeddings().weight
     new = model.get_input_embeddings().weight
     assert new.shape[0] == len(extended) == 386
