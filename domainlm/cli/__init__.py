@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "domainlm.cli.pretrain",
     "domainlm.cli.eval",
     "domainlm.cli.generate",
+    "domainlm.cli.demo",
 ]
 
 _state = {"debug": False}

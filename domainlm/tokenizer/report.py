@@ -125,7 +125,7 @@ def render_markdown(report: dict) -> str:
 
 # ---------------------------------------------------------------- HTML
 
-_CSS = """
+REPORT_CSS = """
 :root{--ink:#1f2328;--muted:#59636e;--line:#e3e6ea;--soft:#f6f8fa;--accent:#0072B2;--good:#1a7f37}
 *{box-sizing:border-box}body{margin:0;font:15px/1.55 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,
 Helvetica,Arial,sans-serif;color:var(--ink);background:#fff}main{max-width:1180px;margin:0 auto;padding:32px 28px 64px}
@@ -152,7 +152,7 @@ def _html_pieces(pieces: list[str]) -> str:
     return "".join(f'<span class="piece">{_e(_display(p))}</span>' for p in pieces) or "-"
 
 
-def _html_table(header: list[str], rows: list[list[str]], numeric_from: int) -> str:
+def html_table(header: list[str], rows: list[list[str]], numeric_from: int) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = []
     for row in rows:
@@ -192,7 +192,7 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
         f"seed {_e(settings['seed'])}. Green: best value per corpus.</p>",
         f'<div class="cards">{cards}</div>',
         "<h2>Coverage per tokenizer and corpus</h2>",
-        _html_table(["corpus", "tokenizer", *(h for _, h, _, _ in _COLUMNS)], _metric_rows(report), 2),
+        html_table(["corpus", "tokenizer", *(h for _, h, _, _ in _COLUMNS)], _metric_rows(report), 2),
         img("overview.png", "coverage metrics per tokenizer and corpus"),
         "<h2>Most fragmented frequent words</h2>",
     ]
@@ -202,25 +202,25 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
         )
         rows = [[_e(w["word"]), f"{w['count']:,}", *(f"<td>{_html_pieces(w['pieces'][t])}</td>" for t in tokenizers)]
                 for w in frag["words"]]  # fmt: skip
-        parts.append(_html_table(["word", "count", *tokenizers], rows, 1))
+        parts.append(html_table(["word", "count", *tokenizers], rows, 1))
     for terms in report["terms"]:
         parts.append(
             f"<h2>Terms: {_e(terms['name'])} <span class=muted>({terms['num_terms']:,} terms)</span></h2>"
         )
         rows = [[_e(t), f"{s['mean_pieces']:.2f}", f"{s['pieces_per_word']:.2f}", f"{s['fragmented_share']:.0%}"]
                 for t, s in terms["summary"].items()]  # fmt: skip
-        parts.append(_html_table(["tokenizer", "pieces per term", "pieces per word", "terms split"], rows, 1))
+        parts.append(html_table(["tokenizer", "pieces per term", "pieces per word", "terms split"], rows, 1))
         parts.append(img(f"terms_{_slug(terms['name'])}.png", f"pieces per term, {terms['name']}"))
         rows = [[_e(r["term"]), *(f"<td>{_html_pieces(r['pieces'][t])}</td>" for t in tokenizers)]
                 for r in _term_rows(terms, settings["baseline"])]  # fmt: skip
-        parts.append(_html_table(["term", *tokenizers], rows, 99))
+        parts.append(html_table(["term", *tokenizers], rows, 99))
     parts.append("<h2>Definitions</h2><dl>")
     parts += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in report["definitions"].items()]
     parts.append("</dl>")
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
         'content="width=device-width,initial-scale=1"><title>Vocabulary coverage report</title>'
-        f"<style>{_CSS}</style></head><body><main>{''.join(parts)}</main></body></html>\n"
+        f"<style>{REPORT_CSS}</style></head><body><main>{''.join(parts)}</main></body></html>\n"
     )
 
 

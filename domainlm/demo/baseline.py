@@ -1,0 +1,27 @@
+"""A pretraining run dir -> its exact initialization as an HF model dir (the demo's untrained baseline).
+
+The run's model is built from a seed (identical on every rank), so rebuilding it from the saved recipe
+gives the very weights training started from: the evaluation then measures what training added.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from domainlm.outputs import atomic_output_dir
+
+
+def export_initialization(run_dir: Path, out: Path) -> Path:
+    """Write the run's step-0 model (safetensors, config, tokenizer) to `out`."""
+    from transformers import AutoTokenizer
+
+    from domainlm.mix.dataset import open_mix
+    from domainlm.pretrain.loop import load_run, prepare_model
+
+    recipe, info = load_run(run_dir)
+    tokenizer = AutoTokenizer.from_pretrained(info["tokenizer_dir"])
+    model = prepare_model(recipe, tokenizer, open_mix(info["mix_dir"]).seq_len)
+    with atomic_output_dir(out, overwrite=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return out

@@ -1,0 +1,76 @@
+"""Run the demo: every stage's command in order, the untrained baseline, then report.html."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from domainlm.demo.baseline import export_initialization
+from domainlm.demo.report import write_report
+from domainlm.demo.steps import DemoSettings, Step, build_steps, paths, run_step
+from domainlm.errors import ConfigError
+from domainlm.outputs import write_json
+
+log = logging.getLogger(__name__)
+
+MARKER = "demo.json"  # marks a folder as a demo output, so --overwrite never deletes anything else
+
+
+@dataclass
+class DemoResult:
+    report: Path
+    steps: list[Step]
+    bits_per_byte: dict[str, dict[str, float]]  # model -> domain -> bits per byte
+
+    def as_dict(self) -> dict:
+        return {
+            "report": str(self.report),
+            "bits_per_byte": self.bits_per_byte,
+            "steps": [
+                {"name": s.name, "command": s.shell(), "seconds": round(s.seconds, 2)} for s in self.steps
+            ],
+        }
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{out}: already exists; pass --overwrite or choose another --out")
+        if not (out / MARKER).is_file():
+            raise ConfigError(
+                f"{out}: not a demo output (no {MARKER}); --overwrite only replaces demo outputs"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _bits_per_byte(eval_report: Path) -> dict[str, dict[str, float]]:
+    table = json.loads(eval_report.read_text(encoding="utf-8"))["table"]
+    return {
+        model: dict(zip(table["columns"], row, strict=True))
+        for model, row in zip(table["rows"], table["bits_per_byte"], strict=True)
+    }
+
+
+def _sample_text(samples_json: Path) -> str:
+    samples = json.loads(samples_json.read_text(encoding="utf-8"))
+    return "\n\n".join(s["prompt"] + s["text"] for s in samples)
+
+
+def run_demo(settings: DemoSettings, overwrite: bool = False) -> DemoResult:
+    """Tokenizer -> coverage -> mix -> plan -> pretrain -> baseline -> eval -> sample -> report.html."""
+    prepare_out(settings.out, overwrite)
+    write_json(settings.out / MARKER, {k: str(v) for k, v in asdict(settings).items()})
+    p = paths(settings)
+    steps = build_steps(settings)
+    for step in steps:
+        if step.name == "eval":  # the untrained baseline must exist before the evaluation
+            log.info("\n== Export the run's initialization as the untrained baseline -> %s", p["untrained"])
+            export_initialization(p["run"], p["untrained"])
+        log.info("\n== %s\n$ %s", step.title, step.shell())
+        run_step(step)
+    report = write_report(settings.out, steps, _sample_text(p["samples"]))
+    return DemoResult(report=report, steps=steps, bits_per_byte=_bits_per_byte(p["eval"] / "report.json"))
