@@ -122,6 +122,10 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
             return {"input_ids": data[i], "labels": data[i]}
 
     times: list[float] = []
+    # Count forward passes: the Trainer must run gradient_accumulation_steps micro-batches per step
+    # like ours, or the comparison would credit it with tokens it never trained on.
+    forwards = [0]
+    model.register_forward_pre_hook(lambda module, args: forwards.__setitem__(0, forwards[0] + 1))
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -155,7 +159,12 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         tokens = (steps - warmup) * ds_config["train_batch_size"] * info["seq_len"]
         rate = tokens / (times[-1] - times[warmup - 1])
-        (run_dir / "hf_result.json").write_text(json.dumps({"tokens_per_s": rate}))
+        micro = ds_config["gradient_accumulation_steps"] * steps
+        if forwards[0] != micro:
+            raise RuntimeError(f"HF Trainer ran {forwards[0]} micro-batches per rank, expected {micro}")
+        (run_dir / "hf_result.json").write_text(
+            json.dumps({"tokens_per_s": rate, "micro_batches": forwards[0]})
+        )
 
 
 def cpu_comparison(args: argparse.Namespace, work: Path) -> dict:
@@ -181,7 +190,10 @@ def cpu_comparison(args: argparse.Namespace, work: Path) -> dict:
         ours = steady_tokens_per_s(run_dir / "metrics.jsonl", args.warmup)
         hf = run_hf(run_dir, args.num_procs, args.steps, args.warmup)
         rows.append({"ours_tokens_per_s": ours, "hf_trainer_tokens_per_s": hf, "ratio": ours / hf})
-    best = max(rows, key=lambda r: r["ratio"])
+    # Best of the repeats for each side: other work on a shared machine only ever slows a run down.
+    ours_best = max(r["ours_tokens_per_s"] for r in rows)
+    hf_best = max(r["hf_trainer_tokens_per_s"] for r in rows)
+    best = {"ours_tokens_per_s": ours_best, "hf_trainer_tokens_per_s": hf_best, "ratio": ours_best / hf_best}
     return {
         "device": "cpu",
         "num_procs": args.num_procs,
@@ -234,6 +246,11 @@ def print_table(result: dict) -> None:
                 f"{k:>6} | {row['ours_tokens_per_s']:>14,.0f} | {row['hf_trainer_tokens_per_s']:>16,.0f} | "
                 f"{row['ratio']:>6.2f}"
             )
+        best = result["cpu"]["best"]
+        print(
+            f"{'best':>6} | {best['ours_tokens_per_s']:>14,.0f} | {best['hf_trainer_tokens_per_s']:>16,.0f} | "
+            f"{best['ratio']:>6.2f}"
+        )
     if "gpu" in result:
         gpu = result["gpu"]
         print(
@@ -248,7 +265,7 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3, help="optimizer steps left out of the timing")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--num-procs", type=int, default=2)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--micro-batch", type=int, default=2)

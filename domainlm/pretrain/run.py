@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -346,7 +346,7 @@ def launch(prepared: PreparedRun) -> Path:
 
 def launch_together(runs: list[PreparedRun]) -> list[Path]:
     """Train several prepared runs one after another in one launch (one process group, one start-up)."""
-    if len({run.spec for run in runs}) != 1:
+    if len({replace(run.spec, master_port=0) for run in runs}) != 1:  # each picked its own free port
         raise ConfigError("runs launched together must share device, --num-gpus, --num-nodes and --hostfile")
     for run in runs:
         write_run_files(run)
