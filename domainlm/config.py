@@ -85,7 +85,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {text!r}: '{part}' is a value, not a section")
+                raise ConfigError(
+                    f"--set {text!r}: '{part}' is a value or a list, not a section; set the whole value"
+                )
             node = child
         node[path[-1]] = value
     return data

@@ -47,8 +47,10 @@ def test_bad_type_and_bad_override_and_missing_file(tmp_path):
         load_config(Recipe, None, ["train.steps=many"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         apply_overrides({}, ["train.steps"])
-    with pytest.raises(ConfigError, match="is a value, not a section"):
+    with pytest.raises(ConfigError, match="is a value or a list, not a section"):
         apply_overrides({"name": "x"}, ["name.sub=1"])
+    with pytest.raises(ConfigError, match="is a value or a list, not a section"):
+        apply_overrides({"mix_overrides": ["a=1"]}, ["mix_overrides.0=2"])
     with pytest.raises(ConfigError, match="file not found"):
         load_config(Recipe, tmp_path / "missing.yaml")
 

@@ -36,3 +36,20 @@ def test_fingerprint_depends_on_content_not_order(tmp_path):
     assert first == fingerprint_files([b, a])
     b.write_text("3")
     assert fingerprint_files([a, b]) != first
+
+
+def test_outputs_follow_the_umask_not_mkstemp_0600(tmp_path):
+    import os
+    import stat
+
+    from domainlm.outputs import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        with atomic_output_dir(tmp_path / "out") as tmp:
+            pass
+        atomic_write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
