@@ -46,7 +46,7 @@ def test_outputs_follow_the_umask_not_mkstemp_0600(tmp_path):
 
     old = os.umask(0o022)
     try:
-        with atomic_output_dir(tmp_path / "out") as tmp:
+        with atomic_output_dir(tmp_path / "out"):
             pass
         atomic_write_text(tmp_path / "f.txt", "x")
     finally:
