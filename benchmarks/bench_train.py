@@ -73,17 +73,18 @@ def run_ours(recipe: str, overrides: list[str], out: Path, num_procs: int) -> Pa
 
 def run_hf(run_dir: Path, num_procs: int, steps: int, warmup: int) -> float:
     """The HF Trainer on the same ranks via the same launcher; returns steady tokens/s (all ranks)."""
-    from domainlm.pretrain.launch import deepspeed_executable, launch_env, resolve_launch
+    from domainlm.pretrain.launch import deepspeed_executable, default_port, launch_env, resolve_launch
     from domainlm.pretrain.loop import load_run
 
     recipe, _ = load_run(run_dir)
     spec = resolve_launch(recipe.launch, num_gpus=num_procs)
     result_path = run_dir / "hf_result.json"
+    port = str(default_port(1))
     cmd = deepspeed_executable() + [
         "--num_gpus",
         str(num_procs),
         "--master_port",
-        "29511",
+        port,
         "--log_level",
         "warning",
     ]
@@ -99,7 +100,7 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
 
     from domainlm.mix.dataset import train_dataset
     from domainlm.pretrain.engine import init_distributed
-    from domainlm.pretrain.loop import _prepare_model, load_run
+    from domainlm.pretrain.loop import load_run, prepare_model
 
     recipe, info = load_run(run_dir)
     init_distributed(info["device"])
@@ -111,7 +112,7 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
         PartialState._prepare_backend = lambda self, *a, **k: ("gloo", DistributedType.MULTI_CPU)
     ds_config = json.loads((run_dir / "ds_config.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(info["tokenizer_dir"])
-    model = _prepare_model(recipe, tokenizer, info["seq_len"])
+    model = prepare_model(recipe, tokenizer, info["seq_len"])
     data = train_dataset(info["mix_dir"])
 
     class Sequences(torch.utils.data.Dataset):

@@ -92,6 +92,7 @@ def load_run(run_dir: Path) -> tuple[Recipe, dict[str, Any]]:
 
 
 def prepare_model(recipe: Recipe, tokenizer: Any, seq_len: int) -> torch.nn.Module:
+    """The recipe's model at the tokenizer's vocabulary (built or loaded, extended, checkpointing set)."""
     ids = TokenIds(
         vocab_size=len(tokenizer),
         eos_token_id=tokenizer.eos_token_id,
