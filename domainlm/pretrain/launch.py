@@ -141,7 +141,6 @@ def launch_env(spec: LaunchSpec, base: dict[str, str] | None = None) -> dict[str
 def sbatch_script(spec: LaunchSpec, run_dir: Path, job_name: str) -> str:
     """A Slurm batch script: one task per node, torchrun starting `num_gpus` ranks on each."""
     run_dir = Path(run_dir).resolve()
-    worker = shlex.join([sys.executable, "-m", WORKER_MODULE, "--run-dir", str(run_dir)])
     return f"""#!/bin/bash
 #SBATCH --job-name={job_name}
 #SBATCH --nodes={spec.num_nodes}
@@ -161,7 +160,6 @@ srun --kill-on-bad-exit=1 bash -c '{sys.executable} -m torch.distributed.run \\
   --nnodes $SLURM_NNODES --node_rank $SLURM_NODEID --nproc_per_node {spec.num_gpus} \\
   --master_addr $MASTER_ADDR --master_port $MASTER_PORT \\
   -m {WORKER_MODULE} --run-dir {run_dir}'
-# equivalent single-node command: {worker}
 """
 
 
