@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -197,8 +198,14 @@ def cpu_comparison(args: argparse.Namespace, work: Path) -> dict:
     best = {"ours_tokens_per_s": ours_best, "hf_trainer_tokens_per_s": hf_best, "ratio": ours_best / hf_best}
     return {
         "device": "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
         "num_procs": args.num_procs,
         "seq_len": args.seq_len,
+        "vocab_size": args.vocab_size,
+        "model": CPU_MODEL,
+        "zero_stage": 3,
+        "tokens_per_step": args.micro_batch * args.num_procs * 2 * args.seq_len,
         "repeats": rows,
         "best": best,
     }
