@@ -100,7 +100,7 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
     from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
     from domainlm.mix.dataset import train_dataset
-    from domainlm.pretrain.engine import init_distributed
+    from domainlm.pretrain.engine import init_distributed, shutdown
     from domainlm.pretrain.loop import load_run, prepare_model
 
     recipe, info = load_run(run_dir)
@@ -167,6 +167,7 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
         (run_dir / "hf_result.json").write_text(
             json.dumps({"tokens_per_s": rate, "micro_batches": forwards[0]})
         )
+    shutdown()
 
 
 def cpu_comparison(args: argparse.Namespace, work: Path) -> dict:

@@ -166,3 +166,10 @@ def full_state_dict(engine: Any) -> dict[str, torch.Tensor] | None:
 
 def barrier() -> None:
     torch.distributed.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly; exiting with live gloo threads can abort the process."""
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

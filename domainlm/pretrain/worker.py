@@ -11,6 +11,7 @@ import argparse
 import warnings
 from pathlib import Path
 
+from domainlm.pretrain.engine import shutdown
 from domainlm.pretrain.loop import run
 
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     for run_dir in args.run_dir:
         run(run_dir)
+    shutdown()
 
 
 if __name__ == "__main__":

@@ -100,7 +100,10 @@ def test_kill_and_resume_reproduces_uninterrupted_losses(zero_runs, later_runs):
 
 
 def test_checkpoints_keep_the_last_k(zero_runs):
-    assert [p.name for p in complete_checkpoints(zero_runs[3])] == ["step_00000020", "step_00000030"]
+    kept = complete_checkpoints(zero_runs[3])
+    assert [p.name for p in kept] == ["step_00000020", "step_00000030"]
+    assert sorted(p.name for p in kept[-1].glob("rng_rank*.pt")) == ["rng_rank0.pt", "rng_rank1.pt"]
+    assert (kept[-1] / "recipe.yaml").read_text() == (zero_runs[3] / "recipe.yaml").read_text()
 
 
 def test_metrics_lines_and_per_domain_eval(zero_runs):
