@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -69,7 +71,9 @@ def run_demo(settings: DemoSettings, overwrite: bool = False) -> DemoResult:
     for step in steps:
         if step.name == "eval":  # the untrained baseline must exist before the evaluation
             log.info("\n== Export the run's initialization as the untrained baseline -> %s", p["untrained"])
-            export_initialization(p["run"], p["untrained"])
+            # Building the model imports DeepSpeed, whose logger writes to stdout: keep --json output clean.
+            with contextlib.redirect_stdout(sys.stderr):
+                export_initialization(p["run"], p["untrained"])
         log.info("\n== %s\n$ %s", step.title, step.shell())
         run_step(step)
     report = write_report(settings.out, steps, _sample_text(p["samples"]))

@@ -182,11 +182,12 @@ def build_steps(settings: DemoSettings) -> list[Step]:
 
 
 def run_step(step: Step, env: dict[str, str] | None = None) -> None:
-    """Run one command with this interpreter's domainlm; its output streams through (stdout kept if asked)."""
+    """Run one command with this interpreter's domainlm; its output streams to stderr (stdout kept if asked)."""
     argv = [sys.executable, "-m", "domainlm", *step.argv]
     started = time.perf_counter()
     if step.stdout_to is None:
-        result = subprocess.run(argv, env=env, check=False)
+        # The steps' tables go to stderr with the logs, so the demo's own stdout stays clean for --json.
+        result = subprocess.run(argv, env=env, check=False, stdout=sys.stderr)
     else:
         step.stdout_to.parent.mkdir(parents=True, exist_ok=True)
         with open(step.stdout_to, "w", encoding="utf-8") as handle:
