@@ -89,7 +89,10 @@ def _warn_skipped(name: str, read: dict) -> None:
 
 def mix(
     config: Annotated[str, typer.Argument(help="Mix YAML (e.g. data_mixes/finance_51_49.yaml).")],
-    tokenizer: Annotated[str | None, typer.Option(help="HF tokenizer directory or tokenizer.json.")] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="HF tokenizer directory, tokenizer.json, or gpt2 / bert-base-uncased (shipped)."),
+    ] = None,
     out: Annotated[str | None, typer.Option(help="Output mix directory.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the held-out split and the shuffle.")] = None,
     total_tokens: Annotated[str | None, typer.Option(help="Training tokens (50M, 1.5B) or 'all'.")] = None,

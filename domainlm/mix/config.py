@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
+from domainlm.assets import reference_tokenizer
 from domainlm.config import (
     StrictModel,
     apply_overrides,
@@ -36,6 +37,7 @@ from domainlm.config import (
     validate_config,
 )
 from domainlm.errors import ConfigError, DomainLMError
+from domainlm.tokenizer.resolve import SHIPPED_TOKENIZERS
 
 # Ratios may be written with a few decimals (0.333 x 3); they must sum to 1 within this tolerance.
 RATIO_SUM_TOLERANCE = 1e-6
@@ -167,7 +169,9 @@ def apply_flags(config: MixConfig, source: str, **flags: Any) -> MixConfig:
     for key, value in flags.items():
         if value is None:
             continue
-        if key in ("tokenizer", "out"):
+        if key == "tokenizer" and value in SHIPPED_TOKENIZERS and not Path(value).exists():
+            value = str(reference_tokenizer(value))  # the shipped shortcut, as in `vocab report`
+        elif key in ("tokenizer", "out"):
             value = str(Path(value).expanduser().resolve())
         data[key] = value
     return check_config(validate_config(MixConfig, data, source), source)

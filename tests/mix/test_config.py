@@ -55,6 +55,15 @@ def test_set_overrides_then_flags(tmp_path):
     assert flagged.out == str(Path.cwd() / "rel" / "out")  # flags are relative to the cwd
 
 
+def test_tokenizer_flag_takes_the_shipped_shortcut(tmp_path):
+    from domainlm.assets import reference_tokenizer
+
+    config = load_mix_config(_yaml(tmp_path, GOOD), [])
+    assert apply_flags(config, "mix.yaml", tokenizer="gpt2").tokenizer == str(reference_tokenizer("gpt2"))
+    mine = tmp_path / "tok"
+    assert apply_flags(config, "mix.yaml", tokenizer=str(mine)).tokenizer == str(mine)
+
+
 @pytest.mark.parametrize(
     ("override", "match"),
     [
