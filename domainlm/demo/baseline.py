@@ -21,7 +21,7 @@ def export_initialization(run_dir: Path, out: Path) -> Path:
     recipe, info = load_run(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(info["tokenizer_dir"])
     model = prepare_model(recipe, tokenizer, open_mix(info["mix_dir"]).seq_len)
-    with atomic_output_dir(out, overwrite=True) as tmp:
+    with atomic_output_dir(out, overwrite=True, command="demo", inputs=[run_dir]) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     return out

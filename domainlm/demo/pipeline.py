@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,11 +13,11 @@ from domainlm.demo.baseline import export_initialization
 from domainlm.demo.report import write_report
 from domainlm.demo.steps import DemoSettings, Step, build_steps, paths, run_step
 from domainlm.errors import ConfigError
-from domainlm.outputs import write_json
+from domainlm.outputs import prepare_run_dir, write_json
 
 log = logging.getLogger(__name__)
 
-MARKER = "demo.json"  # marks a folder as a demo output, so --overwrite never deletes anything else
+SETTINGS = "demo.json"  # the settings of the run, for the record
 
 
 @dataclass
@@ -37,16 +36,11 @@ class DemoResult:
         }
 
 
-def prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{out}: already exists; pass --overwrite or choose another --out")
-        if not (out / MARKER).is_file():
-            raise ConfigError(
-                f"{out}: not a demo output (no {MARKER}); --overwrite only replaces demo outputs"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+def prepare_out(out: Path, overwrite: bool) -> Path:
+    """A fresh, marked demo folder; --overwrite replaces only a folder that domainlm wrote."""
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out}: already exists; pass --overwrite or choose another --out")
+    return prepare_run_dir(out, command="demo", overwrite=overwrite)
 
 
 def _bits_per_byte(eval_report: Path) -> dict[str, dict[str, float]]:
@@ -65,7 +59,7 @@ def _sample_text(samples_json: Path) -> str:
 def run_demo(settings: DemoSettings, overwrite: bool = False) -> DemoResult:
     """Tokenizer -> coverage -> mix -> plan -> pretrain -> baseline -> eval -> sample -> report.html."""
     prepare_out(settings.out, overwrite)
-    write_json(settings.out / MARKER, {k: str(v) for k, v in asdict(settings).items()})
+    write_json(settings.out / SETTINGS, {k: str(v) for k, v in asdict(settings).items()})
     p = paths(settings)
     steps = build_steps(settings)
     for step in steps:

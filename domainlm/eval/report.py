@@ -9,6 +9,7 @@ Nothing time- or machine-dependent beyond the device is recorded, so equal runs 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,9 +226,13 @@ def plot_bits_per_byte(report: EvalReport, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(report: EvalReport, out: Path, overwrite: bool = False) -> Path:
+def write_report(
+    report: EvalReport, out: Path, overwrite: bool = False, inputs: Iterable[Path | str] = ()
+) -> Path:
     """report.json, report.md and the plot, written into `out` as a whole (crash-safe)."""
-    with atomic_output_dir(Path(out), overwrite=overwrite) as tmp:
+    # The models and texts it measured: --out must never be (or hold) one of them.
+    inputs = [*inputs, *(m.path for m in report.models), *(d.source for d in report.domains)]
+    with atomic_output_dir(Path(out), overwrite=overwrite, command="eval", inputs=inputs) as tmp:
         atomic_write_text(tmp / "report.json", to_json(report.as_dict()))
         atomic_write_text(tmp / "report.md", render_markdown(report))
         plot_bits_per_byte(report, tmp / PLOT_NAME)

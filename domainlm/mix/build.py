@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from itertools import islice
@@ -25,7 +24,7 @@ from domainlm.mix.config import MixConfig
 from domainlm.mix.encode import BatchEncoder, LoadedTokenizer, load_tokenizer, splitting_is_exact
 from domainlm.mix.shards import build_manifest, pack_val, write_train_shards
 from domainlm.mix.sources import SourceTokens, tokenize_source
-from domainlm.outputs import atomic_output_dir, write_json
+from domainlm.outputs import atomic_output_dir, remove_tree, write_json
 from domainlm.progress import make_progress
 
 log = logging.getLogger(__name__)
@@ -125,7 +124,7 @@ def _write_outputs(
         on_block=lambda n: progress.update(task, advance=n),
     )  # fmt: skip
     val_sequences = [pack_val(s, config.seq_len, loaded.dtype) for s in sources]
-    shutil.rmtree(root / layout.WORK_DIR)
+    remove_tree(root / layout.WORK_DIR)
     manifest = build_manifest(
         root,
         config.model_dump(mode="json"),
@@ -157,7 +156,12 @@ def build_mix(
     loaded = load_tokenizer(config.tokenizer, config.eos_token)
     readers = _readers(config, strict)
     out = None if dry_run else Path(config.out)
-    output = contextlib.nullcontext(None) if out is None else atomic_output_dir(out, overwrite=overwrite)
+    inputs = [loaded.path, *(f for reader in readers for f in reader.files)]
+    output = (
+        contextlib.nullcontext(None)
+        if out is None
+        else atomic_output_dir(out, overwrite=overwrite, command="mix", inputs=inputs)
+    )
     with output as root, make_progress(quiet) as progress:
         encoder = _encoder(loaded, readers)
         sources = _tokenize_all(config, readers, encoder, root, progress)

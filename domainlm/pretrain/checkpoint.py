@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from domainlm.errors import ConfigError, DataError
-from domainlm.outputs import atomic_output_dir, write_json
+from domainlm.outputs import atomic_output_dir, remove_tree, write_json
 from domainlm.pretrain import engine as ds
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def save(engine: Any, run_dir: Path, state: TrainerState, rank: int, keep_last: 
                 shutil.copy2(Path(run_dir) / name, root / tag / name)
         write_json(root / tag / STATE_NAME, asdict(state))
         for old in complete_checkpoints(run_dir)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree(old)  # the run dir carries domainlm's marker, so its checkpoints may go
         log.info("checkpoint %s", root / tag)
     ds.barrier()
     return root / tag
@@ -137,7 +137,7 @@ def export_hf(engine: Any, tokenizer_dir: Path, out: Path, rank: int) -> Path | 
     state_dict = ds.full_state_dict(engine)
     if rank == 0:
         model = engine.module
-        with atomic_output_dir(out, overwrite=True) as tmp:
+        with atomic_output_dir(out, overwrite=True, command="pretrain", inputs=[tokenizer_dir]) as tmp:
             model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp)
         log.info("exported %s", out)

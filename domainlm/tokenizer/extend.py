@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 
 from domainlm.corpus import CorpusReader
 from domainlm.errors import ConfigError
-from domainlm.outputs import atomic_output_dir, fingerprint_files, write_json
+from domainlm.outputs import atomic_output_dir, check_output_dir, fingerprint_files, write_json
 from domainlm.progress import make_progress
 from domainlm.tokenizer.load import LoadedTokenizer, load_tokenizer
 from domainlm.tokenizer.sampling import corpus_fingerprint
@@ -214,9 +214,9 @@ def extend_tokenizer(
         raise ConfigError(
             "tokenizer extend needs at least one --corpus NAME=PATH (or a shipped name such as legal)"
         )
-    if Path(out).exists() and not overwrite:
-        raise ConfigError(f"{out}: output directory already exists; choose another --out or pass --overwrite")
     readers = [CorpusReader([path], source=name) for name, path in corpora]  # missing corpora fail here
+    inputs = [Path(base_path), *(f for reader in readers for f in reader.files)]
+    check_output_dir(Path(out), overwrite=overwrite, inputs=inputs)  # before minutes of counting
     base = load_tokenizer("base", Path(base_path))
     _bpe_spec(base)
     words = count_domain_words(base, corpora, quiet=quiet)
@@ -229,7 +229,7 @@ def extend_tokenizer(
         log.warning("only %d of %d tokens reach --min-frequency %d", len(added), num_tokens, min_frequency)
     extended = build_extended(base, added)
     before, after = count_tokens(base.backend, corpora), count_tokens(extended, corpora)
-    with atomic_output_dir(Path(out), overwrite=overwrite) as tmp:
+    with atomic_output_dir(Path(out), overwrite=overwrite, command="tokenizer extend", inputs=inputs) as tmp:
         eos_id = _save(base, extended, tmp)
         write_json(tmp / "added_tokens_map.json", _token_map(base, added, extended))
         manifest = {

@@ -18,7 +18,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from domainlm.errors import DataError
-from domainlm.outputs import fingerprint_files
+from domainlm.outputs import MARKER_NAME, fingerprint_files
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,10 @@ def load_tokenizer(name: str, path: Path) -> LoadedTokenizer:
     unk_id = model.get("unk_id") if model.get("type") == "Unigram" else None
     if unk_token is not None:
         unk_id = backend.token_to_id(unk_token)
-    # Fingerprint what defines the tokenizer; manifest.json / run.json carry timings and paths.
-    files = [p for p in path.iterdir() if p.is_file() and p.name not in ("manifest.json", "run.json")]
+    # Fingerprint what defines the tokenizer; manifest.json / run.json / the output marker carry
+    # timings and paths.
+    skip = ("manifest.json", "run.json", MARKER_NAME)
+    files = [p for p in path.iterdir() if p.is_file() and p.name not in skip]
     return LoadedTokenizer(
         name=name,
         path=path,

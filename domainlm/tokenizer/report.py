@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Iterable
 from pathlib import Path
 
 from domainlm.outputs import atomic_output_dir, to_json
@@ -224,10 +225,18 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
     )
 
 
-def write_report(report: dict, out: Path, overwrite: bool = False) -> list[Path]:
+def write_report(
+    report: dict, out: Path, overwrite: bool = False, inputs: Iterable[Path | str] = ()
+) -> list[Path]:
     """Write report.json, report.md, report.html (charts embedded) and the charts as PNG files."""
+    # The tokenizers, corpora and term lists it measured: --out must never be (or hold) one of them.
+    parts = ("tokenizers", "corpora", "terms")
+    inputs = [
+        *inputs,
+        *(entry["path"] for part in parts for entry in report.get(part, []) if "path" in entry),
+    ]
     images = build_images(report)
-    with atomic_output_dir(Path(out), overwrite=overwrite) as tmp:
+    with atomic_output_dir(Path(out), overwrite=overwrite, command="vocab report", inputs=inputs) as tmp:
         (tmp / "report.json").write_text(to_json(report), encoding="utf-8")
         (tmp / "report.md").write_text(render_markdown(report), encoding="utf-8")
         (tmp / "report.html").write_text(render_html(report, images), encoding="utf-8")

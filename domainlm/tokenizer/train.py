@@ -127,7 +127,8 @@ def train_tokenizer(config: TrainConfig, out: Path, overwrite: bool = False, qui
     """
     out = Path(out)
     plans = open_corpora(config)  # missing corpora fail here, before anything is written
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+    inputs = [f for plan in plans for f in plan.reader.files]
+    with atomic_output_dir(out, overwrite=overwrite, command="tokenizer train", inputs=inputs) as tmp:
         start = time.perf_counter()
         plan_sampling(plans, config)
         tokenizer = train_library_tokenizer(config, plans, quiet=quiet, folder=tmp)

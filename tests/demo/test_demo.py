@@ -4,9 +4,10 @@ import sys
 
 import pytest
 
-from domainlm.demo.pipeline import MARKER, prepare_out
+from domainlm.demo.pipeline import prepare_out
 from domainlm.demo.steps import DemoSettings, build_steps
 from domainlm.errors import ConfigError
+from domainlm.outputs import MARKER_NAME, has_marker, write_marker
 
 
 def test_steps_are_the_public_commands_in_pipeline_order(tmp_path):
@@ -36,14 +37,15 @@ def test_out_folder_rules(tmp_path):
     (tmp_path / "mine" / "thesis.tex").write_text("x")
     with pytest.raises(ConfigError, match="already exists"):
         prepare_out(tmp_path / "mine", overwrite=False)
-    with pytest.raises(ConfigError, match="not a demo output"):
+    with pytest.raises(ConfigError, match=f"not written by domainlm \\(no {MARKER_NAME}\\)"):
         prepare_out(tmp_path / "mine", overwrite=True)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "x"
     demo = tmp_path / "demo"
     demo.mkdir()
-    (demo / MARKER).write_text("{}")
+    write_marker(demo, "demo")
     (demo / "old.bin").write_text("x")
-    prepare_out(demo, overwrite=True)
-    assert list(demo.iterdir()) == []
+    assert prepare_out(demo, overwrite=True) == demo
+    assert [p.name for p in demo.iterdir()] == [MARKER_NAME] and has_marker(demo)
 
 
 @pytest.mark.slow

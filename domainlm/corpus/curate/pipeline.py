@@ -105,7 +105,12 @@ def curate(
     stats = CurationStats(
         stage_names(config), enabled_rule_names(config.all_filters()), config.examples_per_rule
     )
-    target = contextlib.nullcontext(None) if dry_run else atomic_output_dir(Path(out), overwrite=overwrite)
+    inputs = [path for spec in specs for path in spec.paths]
+    target = (
+        contextlib.nullcontext(None)
+        if dry_run
+        else atomic_output_dir(Path(out), overwrite=overwrite, command="curate", inputs=inputs)
+    )
     with target as tmp, make_progress(quiet) as progress:
         sink = _Sink(tmp, [spec.source for spec in specs]) if tmp is not None else None
         if shards:
