@@ -1,17 +1,23 @@
 """Stage 3: corpora + token ratios -> packed, shuffled token shards + manifest (format domainlm.mix/v1).
 
-The read API (open_mix, PackedSequences, RankSlice, train_dataset, val_datasets) lives in
-`domainlm.mix.dataset` and imports torch; it is loaded on first use so `domainlm mix` starts fast.
+Read API: `domainlm.mix.manifest` (open_mix, MixManifest; numpy only) and `domainlm.mix.dataset`
+(PackedSequences, RankSlice, train_dataset, val_datasets; imports torch). Both load on first use so
+`domainlm mix` starts fast.
 """
 
 from typing import Any
 
-_READ_API = ("MixManifest", "PackedSequences", "RankSlice", "open_mix", "train_dataset", "val_datasets")
-__all__ = list(_READ_API)
+_MANIFEST_API = ("MixManifest", "open_mix")
+_DATASET_API = ("PackedSequences", "RankSlice", "train_dataset", "val_datasets")
+__all__ = [*_MANIFEST_API, *_DATASET_API]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _READ_API:
+    if name in _MANIFEST_API:
+        from domainlm.mix import manifest
+
+        return getattr(manifest, name)
+    if name in _DATASET_API:
         from domainlm.mix import dataset
 
         return getattr(dataset, name)

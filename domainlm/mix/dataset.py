@@ -1,6 +1,7 @@
-"""Mix directory (manifest.json + flat token shards) -> typed manifest and torch Datasets of sequences.
+"""Mix directory (manifest.json + flat token shards) -> torch Datasets of sequences.
 
-The read side of format `domainlm.mix/v1` (README "Mix output format"). Shards are flat arrays of
+The read side of format `domainlm.mix/v1` (README "Mix output format"); the manifest itself is read
+by `domainlm.mix.manifest.open_mix` (no torch). Shards are flat arrays of
 `seq_len`-token sequences; a sample is one slice of a `np.memmap`, so `ds[i]` costs one page-cache
 read whatever the dataset size, and nothing is loaded up front.
 """
@@ -8,113 +9,14 @@ read whatever the dataset size, and nothing is loaded up front.
 from __future__ import annotations
 
 import bisect
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
 from torch.utils.data import Dataset
 
 from domainlm.errors import ConfigError, DataError
-from domainlm.mix import layout
-
-DTYPES = {name: np.dtype(name) for name in layout.DTYPES}
-FORMAT, MANIFEST_NAME = layout.FORMAT, layout.MANIFEST_NAME
-
-
-class _ManifestModel(BaseModel):
-    # Readers ignore keys they do not know, so a newer writer's extra fields do not break them.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class ShardInfo(_ManifestModel):
-    path: str  # relative to the mix directory
-    num_sequences: int
-    sha256: str
-
-
-class TrainInfo(_ManifestModel):
-    num_sequences: int
-    num_tokens: int
-    shards: list[ShardInfo]
-
-
-class ValInfo(_ManifestModel):
-    documents: int
-    tokens: int  # all held-out tokens (EOS included), before packing into whole sequences
-    bytes: int  # UTF-8 bytes of the held-out text, the denominator of bits per byte
-    sequences: int
-    path: str  # packed tokens, relative to the mix directory
-    text_path: str  # raw held-out text (jsonl.gz), relative to the mix directory
-
-
-class SourceInfo(_ManifestModel):
-    name: str
-    paths: list[str]
-    fingerprint: str
-    documents: int  # training documents (held-out ones excluded)
-    available_tokens: int  # training tokens incl. one EOS per document
-    target_ratio: float
-    tokens_taken: int
-    repeats: float  # epochs over this source's training tokens
-    realized_ratio: float
-    val: ValInfo
-
-
-class TokenizerInfo(_ManifestModel):
-    path: str
-    fingerprint: str
-
-
-class MixManifest(_ManifestModel):
-    format: str
-    seq_len: int
-    dtype: str
-    vocab_size: int
-    eos_token_id: int
-    seed: int
-    tokenizer: TokenizerInfo
-    config: dict
-    sources: list[SourceInfo]
-    train: TrainInfo
-    fingerprint: str
-    root: Path | None = None  # the mix directory it was read from (not stored in the file)
-
-    def resolve(self, relative: str) -> Path:
-        assert self.root is not None, "manifest was not read with open_mix"
-        return self.root / relative
-
-    def source(self, name: str) -> SourceInfo:
-        for source in self.sources:
-            if source.name == name:
-                return source
-        names = ", ".join(s.name for s in self.sources)
-        raise ConfigError(f"mix {self.root}: no source {name!r} (sources: {names})")
-
-
-def open_mix(mix_dir: str | Path) -> MixManifest:
-    """Read and validate `mix_dir/manifest.json`; DataError if missing or not a domainlm mix."""
-    root = Path(mix_dir)
-    path = root / MANIFEST_NAME
-    if not path.is_file():
-        raise DataError(f"{root}: no {MANIFEST_NAME}; not a mix directory (build one with `domainlm mix`)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable manifest ({exc}); rebuild the mix") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        found = data.get("format") if isinstance(data, dict) else None
-        raise DataError(f"{path}: format {found!r} is not {FORMAT!r}; rebuild the mix with `domainlm mix`")
-    try:
-        manifest = MixManifest.model_validate({**data, "root": root})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise DataError(f"{path}: {where}: {first['msg']}; rebuild the mix") from None
-    if manifest.dtype not in DTYPES:
-        raise DataError(f"{path}: dtype {manifest.dtype!r} is not one of {sorted(DTYPES)}; rebuild the mix")
-    return manifest
+from domainlm.mix.manifest import DTYPES, MixManifest, open_mix
 
 
 class PackedSequences(Dataset):

@@ -6,17 +6,13 @@ Validation collects every problem and raises one ConfigError naming the flags.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from domainlm.errors import ConfigError, DataError
+from domainlm.errors import ConfigError
 from domainlm.plan.memory import OFFLOAD_LEVELS, PRECISIONS
 from domainlm.plan.scaling import FITS
 from domainlm.plan.shapes import ARCHES
-
-MIX_FORMAT = "domainlm.mix/v1"
 
 
 @dataclass(frozen=True)
@@ -149,34 +145,3 @@ def two_sources(
         DataSource("domain", float(domain_tokens), domain_ratio),
         DataSource("general", float(general_tokens), general_ratio),
     )
-
-
-@dataclass(frozen=True)
-class MixInfo:
-    """What the planner needs from a mix manifest (contract A)."""
-
-    seq_len: int
-    vocab_size: int
-    sources: tuple[DataSource, ...]
-
-
-def read_mix(mix_dir: str | Path) -> MixInfo:
-    """MIX_DIR/manifest.json -> seq_len, vocab size and each source's available tokens and target ratio."""
-    path = Path(mix_dir) / "manifest.json"
-    if not path.is_file():
-        raise DataError(f"--mix {mix_dir}: no manifest.json; point at a `domainlm mix` output directory")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict) or data.get("format") != MIX_FORMAT:
-        found = data.get("format") if isinstance(data, dict) else None
-        raise DataError(f"{path}: format {found!r} is not {MIX_FORMAT!r}; rebuild it with `domainlm mix`")
-    try:
-        sources = tuple(
-            DataSource(str(s["name"]), float(s["available_tokens"]), float(s["target_ratio"]))
-            for s in data["sources"]
-        )
-        return MixInfo(int(data["seq_len"]), int(data["vocab_size"]), sources)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path}: missing or malformed field {exc}; rebuild it with `domainlm mix`") from None

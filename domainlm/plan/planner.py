@@ -8,9 +8,10 @@ twice must agree within `AGREE_TOLERANCE`. See `make_plan`.
 from __future__ import annotations
 
 from domainlm.errors import ConfigError
+from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.plan import flops as fl
 from domainlm.plan.hardware import GpuSpec, get_gpu, load_catalog
-from domainlm.plan.inputs import DataSource, PlanInputs, read_mix, validate_inputs
+from domainlm.plan.inputs import DataSource, PlanInputs, validate_inputs
 from domainlm.plan.recommend import recommend
 from domainlm.plan.result import ComputePlan, DataPlan, Plan, Sizing, SourcePlan
 from domainlm.plan.scaling import (
@@ -23,6 +24,7 @@ from domainlm.plan.scaling import (
     rule_of_thumb,
 )
 from domainlm.plan.shapes import ModelShape, llama_shape_for, make_shape
+from domainlm.units import human_count
 
 AGREE_TOLERANCE = 0.05  # over-determined inputs may differ by this much (rounding in what users type)
 DEFAULT_MFU = 0.4  # typical of well-tuned dense training on A100/H100 (BloombergGPT ~0.33, PaLM 0.46)
@@ -167,21 +169,35 @@ def _data_plan(sources: tuple[DataSource, ...], tokens: float, flops: float, fit
     )
 
 
-def _sources(inputs: PlanInputs) -> tuple[tuple[DataSource, ...], int | None, int | None]:
+def _sources(inputs: PlanInputs) -> tuple[tuple[DataSource, ...], MixManifest | None]:
     if inputs.mix_dir is None:
-        return inputs.sources, None, None
+        return inputs.sources, None
     if inputs.sources:
         raise ConfigError("give --mix or --domain-tokens/--general-tokens, not both")
-    mix = read_mix(inputs.mix_dir)
-    return mix.sources, mix.seq_len, mix.vocab_size
+    mix = open_mix(inputs.mix_dir)
+    sources = tuple(DataSource(s.name, float(s.available_tokens), s.target_ratio) for s in mix.sources)
+    return sources, mix
+
+
+def agree_with_mix(flag: str, given: int | None, key: str, mix: MixManifest | None) -> int | None:
+    """A value the mix fixes (its sequences were packed, its ids written with it): a flag may only repeat it."""
+    if mix is None:
+        return given
+    value = getattr(mix, key)
+    if given is not None and given != value:
+        raise ConfigError(
+            f"{flag} {given} (flag) disagrees with {key} {value} of the mix ({mix.path}); drop {flag} "
+            f"to plan for the mix, or plan with a mix built with {key} {given}"
+        )
+    return value
 
 
 def make_plan(inputs: PlanInputs) -> Plan:
     """The planner's entry point (module API): validated inputs -> a complete Plan."""
     validate_inputs(inputs)
-    sources, mix_seq, mix_vocab = _sources(inputs)
-    seq_len = inputs.seq_len or mix_seq or DEFAULT_SEQ_LEN
-    vocab = inputs.vocab_size or mix_vocab or DEFAULT_VOCAB
+    sources, mix = _sources(inputs)
+    seq_len = agree_with_mix("--seq-len", inputs.seq_len, "seq_len", mix) or DEFAULT_SEQ_LEN
+    vocab = agree_with_mix("--vocab", inputs.vocab_size, "vocab_size", mix) or DEFAULT_VOCAB
     fit = FITS[inputs.fit]
     gpu, peak = _hardware(inputs)
     mfu = inputs.mfu if inputs.mfu is not None else DEFAULT_MFU
@@ -266,14 +282,6 @@ def _compute(
 EPOCHS_GOOD, EPOCHS_FUTILE = 4.0, 16.0
 
 
-def human(x: float) -> str:
-    """1.3e10 -> '13.0B' (decimal suffixes, as token and parameter counts are quoted)."""
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(x) >= scale:
-            return f"{x / scale:,.2f}{suffix}"
-    return f"{x:,.0f}"
-
-
 # The ranges the Chinchilla fits were made on (Hoffmann et al. 2022: 70M-16B parameters,
 # 5B-500B tokens); the loss formula outside them is an extrapolation.
 FIT_PARAMS_RANGE = (7e7, 1.6e10)
@@ -287,17 +295,17 @@ def _notes(inputs: PlanInputs, data: DataPlan | None, compute: ComputePlan, sizi
     (n_lo, n_hi), (d_lo, d_hi) = FIT_PARAMS_RANGE, FIT_TOKENS_RANGE
     if not (n_lo <= sizing.params <= n_hi and d_lo <= sizing.tokens <= d_hi):
         notes.append(
-            f"{human(sizing.params)} params / {human(sizing.tokens)} tokens is outside the range the "
+            f"{human_count(sizing.params)} params / {human_count(sizing.tokens)} tokens is outside the range the "
             "scaling fits were made on (70M-16B params, 5B-500B tokens): the predicted loss is an extrapolation"
         )
     if data is None:
         return notes
     if data.short_of_rule or data.short_of_fit:
         notes.append(
-            f"data-constrained: {human(data.unique_tokens)} unique tokens < the compute-optimal "
-            f"{human(sizing.rule_tokens)} (20 tokens/param) / {human(sizing.fit_tokens)} ({sizing.fit}) at "
-            f"{sizing.flops:.3g} FLOPs; best for this data: {human(data.best_params)} params on "
-            f"{human(data.best_tokens)} tokens ({data.best_epochs:.2f} epochs)"
+            f"data-constrained: {human_count(data.unique_tokens)} unique tokens < the compute-optimal "
+            f"{human_count(sizing.rule_tokens)} (20 tokens/param) / {human_count(sizing.fit_tokens)} ({sizing.fit}) at "
+            f"{sizing.flops:.3g} FLOPs; best for this data: {human_count(data.best_params)} params on "
+            f"{human_count(data.best_tokens)} tokens ({data.best_epochs:.2f} epochs)"
         )
     for source in data.sources:
         if source.epochs > EPOCHS_FUTILE:
@@ -308,7 +316,7 @@ def _notes(inputs: PlanInputs, data: DataPlan | None, compute: ComputePlan, sizi
         elif source.epochs > EPOCHS_GOOD:
             notes.append(
                 f"source {source.name!r} is repeated {source.epochs:.1f} times: past ~{EPOCHS_GOOD:g} epochs "
-                f"each repeat is worth less (effective {human(source.effective_tokens)} of {human(source.tokens)} tokens)"
+                f"each repeat is worth less (effective {human_count(source.effective_tokens)} of {human_count(source.tokens)} tokens)"
             )
     return notes
 

@@ -1,12 +1,15 @@
 """A `Plan` + mix directory -> a `domainlm pretrain` recipe YAML (contract D: domainlm/pretrain/config.py).
 
-The writer is the only place that knows the recipe schema; it validates what it writes against that
-schema before writing, so a plan never produces a recipe `domainlm pretrain` would reject.
+The recipe carries the seq_len the plan was made with (`data.seq_len`), so pretrain checks it against
+the mix. Plan comes before pretrain in the pipeline and does not import it: the caller (the CLI)
+passes the schema's validator, and `write_recipe` runs it before writing, so a plan never produces a
+recipe `domainlm pretrain` would reject.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,7 @@ def recipe_dict(plan: Plan, mix_dir: str | Path, recipe_path: Path, name: str, n
             "intermediate_size": shape.ffn_size,
             "tie_embeddings": shape.tie_embeddings,
         },
-        "data": {"mix": mix},
+        "data": {"mix": mix, "seq_len": plan.seq_len},
         "train": {
             "global_batch_sequences": rec.global_batch_sequences,
             "micro_batch_size": rec.micro_batch,
@@ -58,17 +61,20 @@ def recipe_dict(plan: Plan, mix_dir: str | Path, recipe_path: Path, name: str, n
 
 
 def write_recipe(
-    plan: Plan, mix_dir: str | Path | None, path: str | Path, nodes: int, overwrite: bool
+    plan: Plan,
+    mix_dir: str | Path | None,
+    path: str | Path,
+    nodes: int,
+    overwrite: bool,
+    validate: Callable[[dict[str, Any], str], object],
 ) -> Path:
-    """Validate the recipe against the pretrain schema, then write it atomically."""
+    """Validate the recipe with `validate(data, source)` (the pretrain schema), then write it atomically."""
     path = Path(path)
     if mix_dir is None:
         raise ConfigError("--write-recipe needs --mix MIX_DIR: the recipe names the data it trains on")
     if path.exists() and not overwrite:
         raise ConfigError(f"--write-recipe {path}: file exists; choose another path or pass --overwrite")
-    from domainlm.pretrain.config import recipe_from_dict  # the schema's owner (contract D)
-
     data = recipe_dict(plan, mix_dir, path, path.stem, nodes)
-    recipe_from_dict(data, f"--write-recipe {path}")
+    validate(data, f"--write-recipe {path}")
     atomic_write_text(path, "# written by `domainlm plan`; edit freely\n" + dump_yaml(data))
     return path

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from domainlm.errors import ConfigError, DataError
-from domainlm.mix.dataset import FORMAT, PackedSequences, RankSlice, open_mix, train_dataset, val_datasets
+from domainlm.mix.dataset import PackedSequences, RankSlice, train_dataset, val_datasets
+from domainlm.mix.manifest import FORMAT, open_mix
 
 
 def _write(path, values, dtype=np.uint16):

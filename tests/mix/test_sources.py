@@ -9,7 +9,7 @@ import zstandard
 from domainlm.corpus import CorpusReader
 from domainlm.errors import DataError
 from domainlm.mix.build import build_mix
-from domainlm.mix.dataset import open_mix
+from domainlm.mix.manifest import open_mix
 from domainlm.mix.encode import BatchEncoder, load_tokenizer
 from domainlm.mix.sources import HeldOut, tokenize_source
 from tests.mix.conftest import GPT2, small_config

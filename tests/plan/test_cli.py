@@ -69,9 +69,18 @@ def test_write_recipe_validates_against_pretrain_schema(mix_dir, tmp_path):
     assert recipe.train.global_batch_sequences == rec["global_batch_sequences"]
     assert (recipe.launch.num_gpus, recipe.launch.num_nodes, recipe.launch.gpu_type) == (8, 8, "a100-40gb")
     assert recipe.data.mix == str(mix_dir.resolve())  # written relative, resolved on load
+    assert recipe.data.seq_len == plan["seq_len"] == 2048  # the seq_len the plan was made with
     assert yaml.safe_load(out.read_text())["data"]["mix"] == "../mix"
     again = runner.invoke(app, [*A100_30_DAYS, "--mix", str(mix_dir), "--write-recipe", str(out)])
     assert again.exit_code != 0 and "file exists" in str(again.exception)
+
+
+def test_seq_len_flag_that_disagrees_with_the_mix_is_one_line(mix_dir, tmp_path):
+    out = tmp_path / "r.yaml"
+    result = runner.invoke(app, [*A100_30_DAYS, "--mix", str(mix_dir), "--seq-len", "4096", "--write-recipe", str(out)])
+    message = str(result.exception)
+    assert "--seq-len 4096 (flag) disagrees with seq_len 2048 of the mix" in message
+    assert str(mix_dir / "manifest.json") in message and not out.exists()
 
 
 def test_write_recipe_needs_a_mix(tmp_path):

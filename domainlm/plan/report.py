@@ -1,0 +1,206 @@
+"""A `Plan` -> the terminal report of `domainlm plan`: sizing, data, compute, shape, memory, recommendation.
+
+Beside the planner, as `tokenizer/report.py` is beside the coverage report; the CLI only prints it.
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from domainlm.plan.result import Plan
+from domainlm.units import format_duration, human_count
+
+GB = 1e9
+
+
+def _n(x: float | None) -> str:
+    return "n/a" if x is None else human_count(x)
+
+
+def _hours(hours: float) -> str:
+    return format_duration(hours * 3600)
+
+
+def _gb(x: float) -> str:
+    return f"{x / GB:,.1f}"
+
+
+def _kv(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _sizing(plan: Plan) -> Table:
+    s = plan.sizing
+    return _kv(
+        "Sizing (Chinchilla, C = 6ND)",
+        [
+            ("compute", f"{s.flops:.3g} FLOPs"),
+            ("20 tokens/param rule", f"{_n(s.rule_params)} params, {_n(s.rule_tokens)} tokens"),
+            (f"{s.fit} fit", f"{_n(s.fit_params)} params, {_n(s.fit_tokens)} tokens  (used)"),
+            (f"{s.other_fit} fit", f"{_n(s.other_fit_params)} params, {_n(s.other_fit_tokens)} tokens"),
+            (
+                "chosen",
+                f"{_n(s.params)} params on {_n(s.tokens)} tokens ({s.tokens_per_param:.1f} tokens/param)",
+            ),
+            ("chosen by", s.chosen_by),
+            (
+                "predicted loss",
+                f"{s.predicted_loss:.3f} nats/token ({s.fit}; not comparable across tokenizers)",
+            ),
+        ],
+    )
+
+
+def _data(plan: Plan) -> list[Table]:
+    d = plan.data
+    if d is None:
+        return [_kv("Data", [("unique tokens", "not given (--domain-tokens/--general-tokens or --mix)")])]
+    verdict = "short of the compute-optimal data" if (d.short_of_rule or d.short_of_fit) else "enough"
+    summary = _kv(
+        "Data (Muennighoff et al. 2023)",
+        [
+            ("unique tokens", f"{_n(d.unique_tokens)}: {verdict}"),
+            ("training tokens", f"{_n(d.tokens)} = {d.epochs:.2f} epochs, worth {_n(d.effective_tokens)} unique"),
+            ("best for this data", f"{_n(d.best_params)} params on {_n(d.best_tokens)} tokens ({d.best_epochs:.2f} epochs)"),
+            ("one epoch at this compute", f"{_n(d.one_epoch_params)} params"),
+        ],
+    )  # fmt: skip
+    table = Table(title="Sources", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("source", "unique", "ratio", "tokens", "epochs", "effective"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for s in d.sources:
+        table.add_row(
+            s.name,
+            _n(s.available_tokens),
+            f"{s.ratio:.1%}",
+            _n(s.tokens),
+            f"{s.epochs:.2f}",
+            _n(s.effective_tokens),
+        )
+    return [summary, table]
+
+
+def _compute(plan: Plan) -> Table:
+    c = plan.compute
+    mfu = f"{c.mfu:.0%}" + (" (assumed)" if c.mfu_assumed else "")
+    rows = [
+        ("6ND", f"{c.flops_6nd:.3g} FLOPs"),
+        (
+            "per token (PaLM)",
+            f"{c.flops_per_token:.3g} FLOPs = 6N + 12·L·H·T (attention {c.attention_share:.1%})",
+        ),
+        ("total", f"{c.flops:.3g} FLOPs = {c.pflops_days:,.4g} petaFLOP/s-days"),
+    ]
+    if c.peak_flops:
+        rows += [
+            ("hardware", f"{c.num_gpus or '?'} x {c.gpu_type}, {c.peak_flops / 1e12:,.1f} TFLOP/s dense {plan.precision}"),
+            ("MFU", mfu),
+            ("GPU-hours", f"{c.gpu_hours:,.0f}"),
+            ("wall clock", _hours(c.days * 24) if c.days else "n/a (give --gpus)"),
+        ]  # fmt: skip
+    if c.cost is not None:
+        rows.append(("cost", f"${c.cost:,.0f}"))
+    return _kv("Compute and time", rows)
+
+
+def _shape(plan: Plan) -> Table:
+    s = plan.shape
+    return _kv(
+        f"Shape ({s.arch})",
+        [
+            ("layers x hidden", f"{s.num_layers} x {s.hidden_size}"),
+            ("heads / kv heads / head dim", f"{s.num_heads} / {s.num_kv_heads} / {s.head_dim}"),
+            ("ffn", str(s.ffn_size)),
+            ("vocab / seq len", f"{s.vocab_size:,} / {plan.seq_len:,}"),
+            ("tied embeddings", "yes" if s.tie_embeddings else "no"),
+            ("parameters (exact)", f"{s.num_params:,} ({s.matmul_params:,} in matmuls)"),
+        ],
+    )
+
+
+def _memory(plan: Plan) -> Table:
+    rec = plan.recommendation
+    cap = f"{plan.gpu_memory_bytes / GB:.1f} GB GPU" if plan.gpu_memory_bytes else "no --gpu-type"
+    mb = plan.memory[0].micro_batch
+    ckpt = "on" if rec and rec.activation_checkpointing else "off"
+    table = Table(
+        title=f"Memory per GPU, GB ({cap}; {plan.precision}; micro-batch {mb}; checkpointing {ckpt})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in (
+        "strategy",
+        "weights",
+        "grads",
+        "optim",
+        "activ",
+        "buffers",
+        "total",
+        "fits",
+        "max mb",
+        "CPU/GPU",
+    ):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for m in plan.memory:
+        fits = ("yes" if m.fits else "no") if plan.gpu_memory_bytes else "-"
+        chosen = rec is not None and m.strategy == rec.strategy
+        table.add_row(
+            m.strategy + (" *" if chosen else ""), _gb(m.weights), _gb(m.grads), _gb(m.optimizer),
+            _gb(m.activations), _gb(m.working), _gb(m.total), fits,
+            str(m.max_micro_batch) if plan.gpu_memory_bytes else "-", _gb(m.cpu_per_gpu),
+        )  # fmt: skip
+    return table
+
+
+def _recommendation(plan: Plan) -> Table:
+    r = plan.recommendation
+    if r is None:
+        why = "give --gpu-type" if not plan.gpu_memory_bytes else (
+            "nothing fits: add GPUs, shrink the model, allow --offload, or use tensor/pipeline parallelism"
+        )  # fmt: skip
+        return _kv("Recommendation", [("strategy", why)])
+    t = plan.teaching
+    rows = [
+        ("strategy", f"{r.strategy} (ZeRO stage {r.zero_stage}, offload {r.offload})"),
+        ("activation checkpointing", "on" if r.activation_checkpointing else "off"),
+        ("micro-batch", f"{r.micro_batch} sequences (max that fits {r.max_micro_batch}; useful >= {r.useful_micro_batch})"),
+        ("global batch", f"{r.global_batch_sequences:,} sequences = {_n(r.global_batch_tokens)} tokens "
+                         f"({r.micro_batch} x {r.gradient_accumulation} accumulation x {r.num_gpus} GPUs)"),
+        ("steps", f"{r.steps:,}"),
+        ("memory per GPU", f"{_gb(r.memory_per_gpu)} GB" + (f", CPU {_gb(r.cpu_per_node)} GB per node" if r.cpu_per_node else "")),
+    ]  # fmt: skip
+    if r.step_seconds:
+        rows.append(("step time / total", f"{r.step_seconds:.2f} s / {_hours(r.total_hours)}"))
+    rows.append(
+        (
+            "rules of thumb",
+            f"1B params = 4 GB fp32 weights; this model {_gb(t['weights_fp32_bytes'])} GB fp32, "
+            f"{_gb(t['weights_bf16_bytes'])} GB bf16; Adam mixed precision ~16-24 bytes/param = "
+            f"{_gb(t['train_states_bytes'])}-{_gb(t['train_upper_bytes'])} GB of model states",
+        )
+    )
+    return _kv("Recommendation", rows)
+
+
+def plan_tables(plan: Plan) -> list[Table]:
+    """The plan's sections in reading order: sizing, data, compute, shape, memory, recommendation."""
+    return [_sizing(plan), *_data(plan), _compute(plan), _shape(plan), _memory(plan), _recommendation(plan)]
+
+
+def print_plan(plan: Plan, console: Console | None = None) -> None:
+    """Every table, then the notes, on `console` (default: stdout)."""
+    out = console or Console()
+    if not out.is_terminal:
+        out = Console(width=110, file=out.file)  # the memory table needs ~100 columns; piped, rich squeezes to 80
+    for part in plan_tables(plan):
+        out.print(part)
+        out.print()
+    for note in plan.notes:
+        out.print(f"note: {note}")
