@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from domainlm.demo.steps import Step
+from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.outputs import atomic_write_text
+from domainlm.pretrain.metrics import read_metrics
 from domainlm.tokenizer.report import REPORT_CSS, headlines, html_table
 
 
@@ -21,10 +23,6 @@ def _e(value: object) -> str:
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def plot_losses(metrics: list[dict], out: Path) -> None:
@@ -70,15 +68,15 @@ def _coverage_section(coverage: dict) -> str:
     )
 
 
-def _mix_section(manifest: dict) -> str:
-    rows = [[_e(s["name"]), f"{s['documents']:,}", f"{s['available_tokens']:,}", f"{s['target_ratio']:.4f}",
-             f"{s['tokens_taken']:,}", f"{s['repeats']:.2f}", f"{s['realized_ratio']:.4f}",
-             f"{s['val']['documents']:,}"] for s in manifest["sources"]]  # fmt: skip
-    train = manifest["train"]
+def _mix_section(manifest: MixManifest) -> str:
+    rows = [[_e(s.name), f"{s.documents:,}", f"{s.available_tokens:,}", f"{s.target_ratio:.4f}",
+             f"{s.tokens_taken:,}", f"{s.repeats:.2f}", f"{s.realized_ratio:.4f}",
+             f"{s.val.documents:,}"] for s in manifest.sources]  # fmt: skip
+    train = manifest.train
     return (
         '<h2>2. Mix <a href="mix/manifest.json">manifest</a></h2>'
-        f'<p class="muted">{train["num_sequences"]:,} sequences of {manifest["seq_len"]} tokens '
-        f"({train['num_tokens']:,} tokens, {manifest['dtype']}), seed {manifest['seed']}.</p>"
+        f'<p class="muted">{train.num_sequences:,} sequences of {manifest.seq_len} tokens '
+        f"({train.num_tokens:,} tokens, {manifest.dtype}), seed {manifest.seed}.</p>"
         + html_table(
             ["source", "documents", "available", "target", "taken", "repeats", "realized", "held-out docs"],
             rows,
@@ -137,13 +135,13 @@ def _steps_section(steps: list[Step]) -> str:
 
 def write_report(out_dir: Path, steps: list[Step], sample_text: str) -> Path:
     """Build loss.png and report.html in `out_dir` from the artifacts the steps wrote there."""
-    metrics = _read_jsonl(out_dir / "run" / "metrics.jsonl")
+    metrics = read_metrics(out_dir / "run" / "metrics.jsonl")
     plot_losses(metrics, out_dir / "loss.png")
     sections = [
         "<h1>domainlm demo: a finance model, end to end</h1>",
         '<p class="muted">Shipped samples only; every step below is a plain <code>domainlm</code> command.</p>',
         _coverage_section(_read_json(out_dir / "coverage" / "report.json")),
-        _mix_section(_read_json(out_dir / "mix" / "manifest.json")),
+        _mix_section(open_mix(out_dir / "mix")),
         _plan_section(
             (out_dir / "plan" / "plan.txt").read_text(encoding="utf-8"),
             _read_json(out_dir / "plan" / "plan.json"),

@@ -2,13 +2,14 @@
 
 Every model reads the same raw text and tokenizes it with its own tokenizer, so bits per byte is
 measured over identical bytes for all models. A mix directory contributes one domain per source,
-from its held-out `val/<source>.jsonl.gz` (contract A); a corpus path or a shipped sample name
-(`finance`, `legal`, `medical`, `general`) contributes one domain with all of its documents.
+from its held-out `val/<source>.jsonl.gz` (read through `domainlm.mix.manifest.open_mix`); a corpus
+path or a shipped sample name (`finance`, `legal`, `medical`, `general`) contributes one domain with
+all of its documents. Only the mix's raw text is used, never its token ids, so a model's tokenizer
+need not be the mix's (comparing tokenizers is what bits per byte is for): nothing here checks it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,9 @@ from pathlib import Path
 from domainlm.assets import SAMPLE_DOMAINS, sample_corpus
 from domainlm.corpus import CorpusReader
 from domainlm.errors import ConfigError, DataError
+from domainlm.mix.manifest import is_mix_dir, open_mix
 
 logger = logging.getLogger(__name__)
-
-MIX_FORMAT_PREFIX = "domainlm.mix/"
-
 
 @dataclass(frozen=True)
 class EvalDomain:
@@ -39,38 +38,6 @@ class EvalDomain:
         return sum(len(text.encode("utf-8")) for text in self.texts)
 
 
-def _is_mix_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "manifest.json").is_file()
-
-
-def _mix_val_paths(mix_dir: Path) -> list[tuple[str, Path]]:
-    """(source name, held-out text path) for each source of a domainlm mix, in manifest order."""
-    manifest_path = mix_dir / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(
-            f"{manifest_path}: unreadable mix manifest ({exc}); rebuild it with `domainlm mix`"
-        ) from None
-    fmt = manifest.get("format", "") if isinstance(manifest, dict) else ""
-    if not str(fmt).startswith(MIX_FORMAT_PREFIX):
-        raise DataError(
-            f"{manifest_path}: format {fmt!r} is not a domainlm mix ({MIX_FORMAT_PREFIX}v1); "
-            "pass a mix directory written by `domainlm mix`, or a corpus as NAME=PATH"
-        )
-    pairs = []
-    for source in manifest.get("sources", []):
-        name = source["name"]
-        text_path = (source.get("val") or {}).get("text_path") or f"val/{name}.jsonl.gz"
-        path = Path(text_path) if Path(text_path).is_absolute() else mix_dir / text_path
-        if not path.is_file():
-            raise DataError(f"{path}: held-out text of source {name!r} is missing; rebuild the mix")
-        pairs.append((name, path))
-    if not pairs:
-        raise DataError(f"{manifest_path}: the mix lists no sources")
-    return pairs
-
-
 def parse_data_spec(spec: str) -> list[tuple[str, Path]]:
     """One `--data` value -> (domain name, path) pairs; nothing is read yet."""
     name, sep, raw_path = spec.partition("=")
@@ -78,14 +45,14 @@ def parse_data_spec(spec: str) -> list[tuple[str, Path]]:
         if not name.strip() or not raw_path.strip():
             raise ConfigError(f"--data {spec!r}: expected NAME=PATH, e.g. --data legal=val/legal.jsonl")
         path = Path(raw_path).expanduser()
-        if _is_mix_dir(path):
+        if is_mix_dir(path):
             raise ConfigError(
                 f"--data {spec!r}: {path} is a mix directory; pass it without NAME= to get its sources"
             )
         return [(name.strip(), path)]
     path = Path(spec).expanduser()
-    if _is_mix_dir(path):
-        return _mix_val_paths(path)
+    if is_mix_dir(path):
+        return open_mix(path).val_text_paths()
     if path.exists():
         return [(path.name.split(".")[0], path)]
     if spec in SAMPLE_DOMAINS:

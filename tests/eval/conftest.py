@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from domainlm.testing.mixes import source_entry, write_manifest
+
 TEXTS = [
     "The court held that res judicata barred the second action.",
     "Net income rose 12% to $4.1 million; the board declared a dividend of 0.25 per share.",
@@ -141,9 +143,6 @@ def mix_dir(tmp_path) -> Path:
     """A minimal contract-A mix directory: manifest + held-out text of two sources."""
     root = tmp_path / "mix"
     sources = {"legal": TEXTS[:1] * 2, "finance": TEXTS[1:2]}
-    entries = []
     for name, texts in sources.items():
         write_jsonl_gz(root / "val" / f"{name}.jsonl.gz", texts, name)
-        entries.append({"name": name, "val": {"documents": len(texts), "text_path": f"val/{name}.jsonl.gz"}})
-    (root / "manifest.json").write_text(json.dumps({"format": "domainlm.mix/v1", "sources": entries}))
-    return root
+    return write_manifest(root, [source_entry(name, documents=len(texts)) for name, texts in sources.items()])

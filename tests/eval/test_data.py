@@ -46,7 +46,7 @@ def test_bad_mix_and_empty_corpus(tmp_path, mix_dir):
     with pytest.raises(DataError, match="held-out text of source 'finance' is missing"):
         resolve_data_specs([str(mix_dir)])
     (mix_dir / "manifest.json").write_text(json.dumps({"format": "something/v2"}))
-    with pytest.raises(DataError, match="not a domainlm mix"):
+    with pytest.raises(DataError, match="format 'something/v2' is not 'domainlm.mix/v1'"):
         resolve_data_specs([str(mix_dir)])
     empty = tmp_path / "empty.jsonl"
     empty.write_text(json.dumps({"text": "  "}) + "\n")
