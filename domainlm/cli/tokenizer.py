@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from domainlm.config import apply_overrides, read_yaml, resolve_path, validate_config
+from domainlm.config import load_config_data, validate_config
 from domainlm.errors import ConfigError
 from domainlm.outputs import to_json
 from domainlm.progress import console
@@ -38,12 +38,7 @@ def build_train_config(
     from domainlm.tokenizer.config import TrainConfig
     from domainlm.tokenizer.resolve import resolve_corpus
 
-    data = read_yaml(config_file) if config_file else {}
-    if config_file:
-        for corpus in data.get("corpora") or []:
-            if isinstance(corpus, dict) and isinstance(corpus.get("paths"), list):
-                corpus["paths"] = [str(resolve_path(p, config_file.parent)) for p in corpus["paths"]]
-    apply_overrides(data, sets)
+    data = load_config_data(TrainConfig, config_file, sets)  # YAML paths: its folder; --set: the cwd
     if corpora:
         data["corpora"] = [{"name": n, "paths": [str(p)]} for n, p in map(resolve_corpus, corpora)]
     share = _parse_ratios(ratios)

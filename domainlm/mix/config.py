@@ -3,7 +3,8 @@
 ```yaml
 sources:                      # name -> source; the order here is the order in tables and the manifest
   finance:
-    paths: [../corpora/finance.jsonl.gz]   # files, folders, globs; relative to this YAML file
+    paths: [../corpora/finance.jsonl.gz]   # files, folders, globs (relative to this YAML file),
+                                           # or a shipped sample: finance, legal, medical, general
     ratio: 0.51               # share of the training tokens, in (0, 1]; all ratios sum to 1
     max_repeats: 4            # epochs this source may be repeated to reach its share (1 = no repeats)
   general:
@@ -13,31 +14,30 @@ total_tokens: all             # a count (50M, 1.5B) or `all`: as much as the sou
 seq_len: 2048
 val_fraction: 0.05            # share of each source's documents held out for per-domain evaluation
 seed: 0
-tokenizer: ../tokenizers/gpt2 # optional here; --tokenizer overrides
+tokenizer: ../tokenizers/gpt2 # optional here (a path, or gpt2 / bert-base-uncased); --tokenizer overrides
 ```
 Sources are a mapping (not a list) so that `--set sources.finance.ratio=0.6` reaches one.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import field_validator
 
-from domainlm.assets import reference_tokenizer
 from domainlm.config import (
+    ConfigPath,
+    CorpusPathList,
     StrictModel,
-    apply_overrides,
+    TokenizerPath,
+    load_config,
     parse_count,
-    read_yaml,
-    resolve_path,
+    resolve_paths,
     validate_config,
 )
 from domainlm.errors import ConfigError, DomainLMError
-from domainlm.tokenizer.resolve import SHIPPED_TOKENIZERS
 
 # Ratios may be written with a few decimals (0.333 x 3); they must sum to 1 within this tolerance.
 RATIO_SUM_TOLERANCE = 1e-6
@@ -56,7 +56,9 @@ def _count_or_all(value: Any, field: str) -> int | Literal["all"]:
 class SourceConfig(StrictModel):
     """One corpus in the mix."""
 
-    paths: list[str]  # files, folders or globs (relative to the YAML file); a single string is accepted
+    # files, folders or globs (relative to the YAML file), or a shipped sample's name (finance, legal,
+    # medical, general); a single string is accepted
+    paths: CorpusPathList
     ratio: float  # target share of the training tokens, in (0, 1]
     text_field: str = "text"  # JSON key / Parquet column / dataset column holding the text
     max_repeats: float = 1.0  # most epochs over this source's tokens (>= 1; 1 = each token at most once)
@@ -76,9 +78,9 @@ class MixConfig(StrictModel):
     seq_len: int = 2048  # tokens per packed sequence
     val_fraction: float = 0.01  # share of each source's documents held out (0 = no validation set)
     seed: int = 0  # drives the held-out choice, partial-epoch choice and the sequence shuffle
-    tokenizer: str | None = None  # HF tokenizer dir or tokenizer.json; --tokenizer overrides
+    tokenizer: TokenizerPath | None = None  # HF tokenizer dir, tokenizer.json, or gpt2; --tokenizer overrides
     eos_token: str | None = None  # the document separator if the tokenizer names no eos_token
-    out: str | None = None  # output directory; --out overrides
+    out: ConfigPath | None = None  # output directory; --out overrides
     shard_tokens: int = 100_000_000  # tokens per training shard file (rounded down to whole sequences)
 
     @field_validator("total_tokens", mode="before")
@@ -145,33 +147,18 @@ def check_config(config: MixConfig, source: str) -> MixConfig:
 
 
 def load_mix_config(path: str | Path, overrides: list[str] | None = None) -> MixConfig:
-    """YAML < --set overrides, validated, with every path made relative to the YAML's folder.
+    """YAML < --set overrides, validated; paths in the YAML are relative to its folder, in a --set
+    to the working directory (`domainlm.config.load_config` owns the rule).
 
     Flags (--tokenizer, --out, ...) are applied by the caller with `apply_flags` and are relative
     to the working directory, as a user typing them expects.
     """
-    path = Path(path)
-    data = apply_overrides(read_yaml(path), overrides or [])
-    config = validate_config(MixConfig, data, str(path))
-    base = path.resolve().parent
-    for source in config.sources.values():
-        source.paths = [os.path.normpath(resolve_path(p, base)) for p in source.paths]
-    if config.tokenizer is not None:
-        config.tokenizer = os.path.normpath(resolve_path(config.tokenizer, base))
-    if config.out is not None:
-        config.out = os.path.normpath(resolve_path(config.out, base))
-    return check_config(config, str(path))
+    return check_config(load_config(MixConfig, path, overrides), str(path))
 
 
-def apply_flags(config: MixConfig, source: str, **flags: Any) -> MixConfig:
+def apply_flags(config: MixConfig, source: str | Path, **flags: Any) -> MixConfig:
     """Explicit CLI flags (None = not given) override the YAML and --set values, then re-check."""
-    data = config.model_dump()
-    for key, value in flags.items():
-        if value is None:
-            continue
-        if key == "tokenizer" and value in SHIPPED_TOKENIZERS and not Path(value).exists():
-            value = str(reference_tokenizer(value))  # the shipped shortcut, as in `vocab report`
-        elif key in ("tokenizer", "out"):
-            value = str(Path(value).expanduser().resolve())
-        data[key] = value
-    return check_config(validate_config(MixConfig, data, source), source)
+    given = {key: str(v) if isinstance(v, Path) else v for key, v in flags.items() if v is not None}
+    # --tokenizer / --out were typed by the user: relative to the cwd, or a shipped name (gpt2)
+    data = {**config.model_dump(), **resolve_paths(MixConfig, given, None)}
+    return check_config(validate_config(MixConfig, data, str(source)), str(source))

@@ -1,7 +1,8 @@
 """Recipe YAML (+ --set overrides) -> a validated `Recipe`: model, data, objective, optimizer, batch, DeepSpeed.
 
 This is contract D: `domainlm plan --write-recipe` writes YAML this schema loads. Relative paths in a
-recipe are relative to the recipe file's folder. Shipped recipes are found by name in `recipes/`.
+recipe are relative to the recipe file's folder, in a `--set` to the working directory
+(`domainlm.config` owns the rule). Shipped recipes are found by name in `recipes/`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,21 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from domainlm.config import StrictModel, apply_overrides, dump_yaml, parse_count, read_yaml, validate_config
+from domainlm.assets import shipped_recipes_dir
+from domainlm.config import (
+    ConfigPath,
+    MixPath,
+    StrictModel,
+    TokenizerPath,
+    dump_yaml,
+    load_config,
+    parse_count,
+    validate_config,
+)
 from domainlm.errors import ConfigError
 
-# The repository's recipes/ folder (the package is installed editable; a wheel install has none).
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+# The shipped recipes: the top-level recipes/ of a source tree, or domainlm/recipes when installed.
+RECIPES_DIR = shipped_recipes_dir()
 
 Arch = Literal["llama", "bert", "roberta", "t5"]
 ObjectiveName = Literal["causal", "mlm", "span_corruption"]
@@ -33,8 +44,8 @@ class ModelConfig(StrictModel):
     """The network: a transformers config built from these fields, or `init_from` a local HF checkpoint."""
 
     arch: Arch = Field("llama", description="llama (decoder), bert/roberta (encoder), t5 (encoder-decoder)")
-    init_from: str | None = Field(None, description="local HF model dir for continued pretraining")
-    added_tokens_map: str | None = Field(
+    init_from: ConfigPath | None = Field(None, description="local HF model dir for continued pretraining")
+    added_tokens_map: ConfigPath | None = Field(
         None, description="added_tokens_map.json from `domainlm tokenizer extend`: new rows = mean of pieces"
     )
     hidden_size: int = Field(2048, gt=0, description="model width H")
@@ -73,13 +84,17 @@ class ModelConfig(StrictModel):
 class DataConfig(StrictModel):
     """Where the tokens come from: a `domainlm mix` output directory, or a mix YAML that is built first."""
 
-    mix: str = Field(description="mix directory (has manifest.json) or mix YAML (built into build_dir)")
-    build_dir: str | None = Field(None, description="where a mix YAML is built; None = <run dir>/mix")
+    mix: MixPath = Field(
+        description="mix directory (has manifest.json), mix YAML (built into build_dir) or a shipped mix name"
+    )
+    build_dir: ConfigPath | None = Field(None, description="where a mix YAML is built; None = <run dir>/mix")
     mix_overrides: list[str] = Field(
         default_factory=list,
         description="--set overrides for a mix YAML, e.g. [seq_len=128, total_tokens=2M]",
     )
-    tokenizer: str | None = Field(None, description="tokenizer dir; None = the one the mix was built with")
+    tokenizer: TokenizerPath | None = Field(
+        None, description="tokenizer dir (or gpt2); None = the one the mix was built with"
+    )
 
 
 class ObjectiveConfig(StrictModel):
@@ -186,7 +201,7 @@ class LaunchConfig(StrictModel):
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto = cuda when available")
     num_gpus: int = Field(1, gt=0, description="processes per node: GPUs, or CPU ranks on device cpu")
     num_nodes: int = Field(1, gt=0)
-    hostfile: str | None = Field(None, description="DeepSpeed hostfile for multi-node")
+    hostfile: ConfigPath | None = Field(None, description="DeepSpeed hostfile for multi-node")
     launcher: Literal["deepspeed", "slurm"] = Field("deepspeed", description="slurm writes an sbatch script")
     gpu_type: str = Field("h100", description="target GPU for --dry-run estimates (domainlm.plan catalog)")
     master_port: int | None = Field(
@@ -249,29 +264,13 @@ def find_recipe(name_or_path: str) -> Path:
     return shipped
 
 
-def _absolutize(data: dict[str, Any], base_dir: Path) -> None:
-    """Make the recipe's relative paths absolute against the recipe file's folder (in place)."""
-    for section, key in [
-        ("data", "mix"),
-        ("data", "build_dir"),
-        ("data", "tokenizer"),
-        ("model", "init_from"),
-        ("model", "added_tokens_map"),
-        ("launch", "hostfile"),
-    ]:
-        value = (data.get(section) or {}).get(key)
-        if isinstance(value, str) and value:
-            path = Path(value).expanduser()
-            data[section][key] = str(path if path.is_absolute() else (base_dir / path).resolve())
-
-
 def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Shipped name or YAML path, + `--set a.b=v` overrides -> a validated Recipe with absolute paths."""
+    """Shipped name or YAML path, + `--set a.b=v` overrides -> a validated Recipe with absolute paths.
+
+    Paths written in the recipe are relative to its folder; paths in a --set to the working directory.
+    """
     path = find_recipe(str(name_or_path))
-    data = read_yaml(path)
-    apply_overrides(data, overrides or [])
-    _absolutize(data, path.resolve().parent)
-    return validate_config(Recipe, data, str(path))
+    return load_config(Recipe, path, overrides)
 
 
 def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from domainlm.config import StrictModel, parse_count
+from domainlm.config import CorpusPathList, StrictModel, parse_count
 
 # Byte-level models start from all 256 byte symbols, so nothing is ever out of vocabulary.
 BYTE_ALPHABET_SIZE = 256
@@ -16,7 +16,11 @@ class CorpusSpec(StrictModel):
     """One training corpus: its name, where its files are, and its share of the training bytes."""
 
     name: str = Field(description="Corpus name used in the manifest and in --ratio NAME=R.")
-    paths: list[str] = Field(min_length=1, description="Files, folders or globs read by CorpusReader.")
+    paths: CorpusPathList = Field(
+        min_length=1,
+        description="Files, folders or globs read by CorpusReader (relative to the YAML file), or a "
+        "shipped sample: finance, legal, medical, general.",
+    )
     text_field: str = Field("text", description="JSON/parquet field holding the text.")
     ratio: float | None = Field(
         None, gt=0, le=1, description="Share of training text bytes; all corpora set it or none does."
