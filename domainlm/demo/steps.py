@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from domainlm.assets import shipped_mixes_dir
 from domainlm.errors import ResourceError
 
 log = logging.getLogger(__name__)
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-FINANCE_MIX = REPO_DIR / "data_mixes" / "finance_51_49.yaml"
+FINANCE_MIX = shipped_mixes_dir() / "finance_51_49.yaml"  # data_mixes/ of a checkout or an install
 FULL_SIZE_RECIPE = "finance"
 TINY_RECIPE = "tiny_cpu"
 
