@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,8 @@ from domainlm.pretrain.config import (
     load_recipe,
     max_steps,
 )
-from domainlm.pretrain.run import dry_run_report, prepare_run
+from domainlm.pretrain.dry_run import dry_run_report
+from domainlm.pretrain.run import prepare_run
 
 SHIPPED = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
@@ -31,7 +34,7 @@ def test_the_four_recipes_ship():
 def test_shipped_recipe_loads_and_dry_runs(name, tmp_path):
     recipe = load_recipe(name)
     assert Path(recipe.data.mix).is_file()  # a mix YAML from data_mixes/, resolved against recipes/
-    prepared = prepare_run(name, out=tmp_path / name, build=False)
+    prepared = prepare_run(name, out=tmp_path / name)
     report = dry_run_report(prepared)
     ds = report["deepspeed_config"]
     assert ds["train_batch_size"] == (
@@ -58,6 +61,43 @@ def test_set_overrides_and_relative_paths(tmp_path):
     recipe = load_recipe("legal", ["train.micro_batch_size=4", "optimizer.lr=1e-4"])
     assert recipe.train.micro_batch_size == 4 and recipe.optimizer.lr == 1e-4
     assert Path(recipe.data.mix) == (RECIPES_DIR.parent / "data_mixes" / "legal_50_50.yaml").resolve()
+
+
+def test_set_data_mix_is_relative_to_the_cwd_not_the_recipe(tmp_path, tiny_data):
+    """The README's demo passes `--set data.mix=demo_out/mix`: typed by the user, so relative to the cwd
+    (it was resolved against recipes/ and the demo stopped at its pretrain step)."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny_data[1], work / "demo_out" / "mix")
+    argv = ["pretrain", "--recipe", "tiny_cpu", "--dry-run", "--json"]
+    argv += ["--set", "data.mix=demo_out/mix", "--set", "data.seq_len=null"]  # null: the mix's seq_len
+    result = subprocess.run(
+        [sys.executable, "-m", "domainlm", *argv],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["recipe"]["data"]["mix"] == str(work / "demo_out" / "mix")
+
+
+def test_paths_in_a_recipe_are_relative_to_it_and_in_a_set_to_the_cwd(tmp_path, monkeypatch):
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    data = {**BASE, "data": {"mix": "../mixes/m", "tokenizer": "gpt2"}, "model": {"init_from": "ckpt"}}
+    path = _write(folder, data)
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(path, ["launch.hostfile=hosts", "data.build_dir=built"])
+    assert recipe.data.mix == str(tmp_path / "mixes" / "m")
+    assert recipe.model.init_from == str(folder / "ckpt")
+    assert Path(recipe.data.tokenizer, "tokenizer.json").is_file()  # the shipped GPT-2, a name not a path
+    assert (recipe.launch.hostfile, recipe.data.build_dir) == (
+        str(tmp_path / "hosts"),
+        str(tmp_path / "built"),
+    )
+    assert load_recipe(path, ["data.mix=finance_51_49"]).data.mix == str(
+        RECIPES_DIR.parent / "data_mixes" / "finance_51_49.yaml"
+    )
 
 
 def _write(tmp_path: Path, data: dict) -> Path:
