@@ -55,6 +55,28 @@ def test_set_overrides_then_flags(tmp_path):
     assert flagged.out == str(Path.cwd() / "rel" / "out")  # flags are relative to the cwd
 
 
+def test_set_paths_are_relative_to_the_cwd_and_yaml_names_stay_shipped(tmp_path, monkeypatch):
+    from domainlm.assets import reference_tokenizer, sample_corpus
+
+    path = _yaml(tmp_path, GOOD + "tokenizer: gpt2\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = load_mix_config(path, ["sources.b.paths=[mine/*.jsonl, finance]", "out=built"])
+    assert config.sources["a"].paths == [str(tmp_path / "a.jsonl")]  # from the YAML: beside it
+    assert config.sources["b"].paths == [
+        str(tmp_path / "elsewhere" / "mine" / "*.jsonl"),
+        str(sample_corpus("finance")),
+    ]
+    assert config.out == str(tmp_path / "elsewhere" / "built")
+    assert config.tokenizer == str(reference_tokenizer("gpt2"))
+
+
+def test_two_sources_with_one_name_are_refused(tmp_path):
+    text = "sources:\n  a: {paths: a.jsonl, ratio: 0.5}\n  b: {paths: a.jsonl, ratio: 0.3}\n  a: {paths: a.jsonl, ratio: 0.5}\n"
+    with pytest.raises(ConfigError, match=r"mix\.yaml: sources\.a: duplicate key at lines 2 and 4"):
+        load_mix_config(_yaml(tmp_path, text))
+
+
 def test_tokenizer_flag_takes_the_shipped_shortcut(tmp_path):
     from domainlm.assets import reference_tokenizer
 

@@ -87,3 +87,21 @@ def test_train_flag_errors_name_the_flag(corpora_dir: Path) -> None:
         tokenizer_cli.build_train_config(None, [], [legal], ["legal"], {"special_tokens": {}})
     with pytest.raises(ConfigError, match="no training corpus; pass --corpus"):
         tokenizer_cli.build_train_config(None, [], [], [], {"special_tokens": {}})
+
+
+def test_train_yaml_shipped_names_and_set_paths_relative_to_the_cwd(
+    corpora_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from domainlm.assets import sample_corpus
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "tok.yaml").write_text("corpora:\n  - {name: l, paths: [legal, ../data/*.jsonl]}\n")
+    monkeypatch.chdir(tmp_path / "conf")
+    cfg = tokenizer_cli.build_train_config(Path("tok.yaml"), [], [], [], {"special_tokens": {}})
+    assert cfg.corpora[0].paths == [str(sample_corpus("legal")), str(tmp_path / "data" / "*.jsonl")]
+    monkeypatch.chdir(tmp_path)  # a --set is typed by the user: relative to the cwd
+    sets = ["corpora=[{name: g, paths: [mine.jsonl, general]}]"]
+    cfg = tokenizer_cli.build_train_config(
+        tmp_path / "conf" / "tok.yaml", sets, [], [], {"special_tokens": {}}
+    )
+    assert cfg.corpora[0].paths == [str(tmp_path / "mine.jsonl"), str(sample_corpus("general"))]

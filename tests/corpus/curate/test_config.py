@@ -85,3 +85,15 @@ def test_a_rule_can_be_switched_off_alone():
     config = load_curate_config(None, ["filters.rules.duplicate_ngrams.enabled=false"])
     assert config.filters.rules.duplicate_ngrams.enabled is False
     assert config.filters.rules.duplicate_ngrams.max_char_fraction[5] == 0.45
+
+
+def test_duplicate_key_and_non_utf8_yaml_are_one_line_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("near_dedup:\n  threshold: 0.8\n  bands: 16\n  threshold: 0.5\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: near_dedup\.threshold: duplicate key at lines 2 and 4"):
+        load_curate_config(path)
+    path.write_bytes(b"redact:\n  enabled: \xff\n")
+    with pytest.raises(
+        ConfigError, match=r"c\.yaml: not UTF-8 text \(byte 0xff at offset 19\); save the file"
+    ):
+        load_curate_config(path)
