@@ -21,11 +21,12 @@ from domainlm.errors import ConfigError
 from domainlm.mix import layout
 from domainlm.mix.allocate import Allocation, Supply, allocate
 from domainlm.mix.config import MixConfig
-from domainlm.mix.encode import BatchEncoder, LoadedTokenizer, load_tokenizer, splitting_is_exact
+from domainlm.mix.encode import BatchEncoder, load_mix_tokenizer, splitting_is_exact
 from domainlm.mix.shards import build_manifest, pack_val, write_train_shards
 from domainlm.mix.sources import SourceTokens, tokenize_source
 from domainlm.outputs import atomic_output_dir, remove_tree, write_json
 from domainlm.progress import make_progress
+from domainlm.tokenizer.load import LoadedTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def _tokenizer_entry(loaded: LoadedTokenizer) -> dict:
     return {
         "path": str(loaded.path),
         "fingerprint": loaded.fingerprint,
+        "eos_token": loaded.eos_token,
         "dtype": loaded.dtype.name,
         "vocab_size": loaded.vocab_size,
         "eos_token_id": loaded.eos_token_id,
@@ -153,7 +155,7 @@ def build_mix(
         )
     if config.out is None and not dry_run:
         raise ConfigError("no output directory: pass --out DIR, or set `out:` in the YAML")
-    loaded = load_tokenizer(config.tokenizer, config.eos_token)
+    loaded = load_mix_tokenizer(config.tokenizer, config.eos_token)
     readers = _readers(config, strict)
     out = None if dry_run else Path(config.out)
     inputs = [loaded.path, *(f for reader in readers for f in reader.files)]

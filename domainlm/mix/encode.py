@@ -13,11 +13,8 @@ probe text and the run's first documents, and splitting is turned off when any o
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
@@ -25,6 +22,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from domainlm.errors import ConfigError
+from domainlm.tokenizer.load import LoadedTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -34,99 +32,17 @@ _PROBES = (
     "First line\nsecond line\n\n\nthird after blanks\r\nwindows line\n- bullet\n1. numbered\n'quoted'\n\"q\"",
     "res judicata; q.i.d. \u00e9t\u00e9 \u4e2d\u6587\n\u2014dash\nend.\n",
 )
-_CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 
 
-@dataclass(frozen=True)
-class LoadedTokenizer:
-    """A fast tokenizer ready for batch encoding, with what the shard format needs from it."""
-
-    tokenizer: Tokenizer
-    path: Path
-    eos_token: str
-    eos_token_id: int
-    vocab_size: int  # ids are < vocab_size (added tokens included)
-    fingerprint: str  # sha256 of the serialized tokenizer and the EOS id
-
-    @property
-    def dtype(self) -> np.dtype:
-        """uint16 when every id fits (vocab <= 65,536), else uint32: half the disk for most vocabs."""
-        return np.dtype(np.uint16) if self.vocab_size <= 1 << 16 else np.dtype(np.uint32)
-
-
-def _token_text(value: object) -> str | None:
-    if isinstance(value, dict):  # {"content": "</s>", "lstrip": false, ...}
-        value = value.get("content")
-    return value if isinstance(value, str) else None
-
-
-def _configured_eos(folder: Path) -> str | None:
-    for name in _CONFIG_FILES:
-        path = folder / name
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}: invalid JSON ({exc.msg}); fix or remove the file") from None
-            eos = _token_text(data.get("eos_token")) if isinstance(data, dict) else None
-            if eos:
-                return eos
-    return None
-
-
-def _load_with_transformers(folder: Path) -> tuple[Tokenizer, str | None]:
-    """A folder without tokenizer.json (vocab.json+merges.txt, a SentencePiece model): convert it."""
-    from transformers import AutoTokenizer
-
-    try:
-        loaded = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{folder}: not a loadable tokenizer ({str(exc).splitlines()[0]})") from None
-    backend = getattr(loaded, "backend_tokenizer", None) or getattr(loaded, "_tokenizer", None)
-    if not isinstance(backend, Tokenizer):
-        raise ConfigError(f"{folder}: has no fast (Rust) tokenizer; save it with tokenizer.json")
-    return backend, _token_text(loaded.eos_token)
-
-
-def _read_tokenizer(path: Path) -> tuple[Tokenizer, str | None]:
-    if path.is_file():
-        if path.suffix != ".json":
-            raise ConfigError(
-                f"tokenizer {path}: expected a tokenizer.json file or an HF tokenizer directory"
-            )
-        try:
-            return Tokenizer.from_file(str(path)), _configured_eos(path.parent)
-        except Exception as exc:  # the Rust side raises a bare Exception for unparsable files
-            raise ConfigError(f"tokenizer {path}: not a tokenizers JSON file ({exc})") from None
-    if path.is_dir():
-        if (path / "tokenizer.json").is_file():
-            return Tokenizer.from_file(str(path / "tokenizer.json")), _configured_eos(path)
-        return _load_with_transformers(path)
-    raise ConfigError(f"tokenizer {path}: no such file or directory; pass --tokenizer DIR or tokenizer.json")
-
-
-def load_tokenizer(path: str | Path, eos_token: str | None = None) -> LoadedTokenizer:
-    """Load a local tokenizer; `eos_token` overrides the one its config names. ConfigError if none."""
-    path = Path(path)
-    tokenizer, configured = _read_tokenizer(path)
-    eos = eos_token or configured
-    if eos is None:
+def load_mix_tokenizer(path: str | Path, eos_token: str | None = None) -> LoadedTokenizer:
+    """The one loader (domainlm.tokenizer.load) + the mix's own need: an EOS between documents."""
+    loaded = load_tokenizer(path, eos_token=eos_token)
+    if loaded.eos_token_id is None:
         raise ConfigError(
-            f"tokenizer {path}: names no eos_token, needed between documents; set `eos_token: <token>` "
+            f"tokenizer {loaded.path}: names no eos_token, needed between documents; set `eos_token: <token>` "
             "in the mix YAML (or --set eos_token=...), e.g. </s>, <|endoftext|> or [SEP]"
         )
-    eos_id = tokenizer.token_to_id(eos)
-    if eos_id is None:
-        raise ConfigError(
-            f"tokenizer {path}: eos_token {eos!r} is not in its vocabulary; set an existing token"
-        )
-    # Our copy never truncates, pads or adds special tokens: a saved truncation would cut documents.
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    vocab_size = max(tokenizer.get_vocab_size(with_added_tokens=True), eos_id + 1)
-    digest = hashlib.sha256(tokenizer.to_str().encode("utf-8"))
-    digest.update(f"\neos={eos_id}".encode())
-    return LoadedTokenizer(tokenizer, path, eos, eos_id, vocab_size, digest.hexdigest())
+    return loaded
 
 
 def split_text(text: str, chunk_chars: int = CHUNK_CHARS) -> list[str]:

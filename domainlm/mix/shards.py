@@ -195,7 +195,7 @@ def build_manifest(
         "vocab_size": tokenizer["vocab_size"],
         "eos_token_id": tokenizer["eos_token_id"],
         "seed": config["seed"],
-        "tokenizer": {"path": tokenizer["path"], "fingerprint": tokenizer["fingerprint"]},
+        "tokenizer": {k: tokenizer[k] for k in ("path", "fingerprint", "eos_token")},
         "config": config,
         "sources": [
             source_entry(a, s, v) for a, s, v in zip(allocations, sources, val_sequences, strict=True)

@@ -142,7 +142,7 @@ def pieces_per_word(offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray) -
 
 def measure(tok: LoadedTokenizer, sample: CorpusSample) -> dict:
     """Coverage numbers of one tokenizer on one corpus sample (see DEFINITIONS)."""
-    encodings = tok.backend.encode_batch(sample.texts, add_special_tokens=False)
+    encodings = tok.tokenizer.encode_batch(sample.texts, add_special_tokens=False)
     seen = np.zeros(tok.vocab_size, dtype=bool)
     tokens = split = unk = fallback = 0
     for enc, starts, ends in zip(encodings, sample.word_starts, sample.word_ends, strict=True):
@@ -179,7 +179,7 @@ def _r(value: float) -> float:
 
 def split_texts(tok: LoadedTokenizer, texts: list[str]) -> list[list[str]]:
     """Pieces of each text as the tokenizer splits it mid-sentence (encoded after a space)."""
-    encodings = tok.backend.encode_batch([" " + t for t in texts], add_special_tokens=False)
+    encodings = tok.tokenizer.encode_batch([" " + t for t in texts], add_special_tokens=False)
     pieces = []
     for enc in encodings:
         # Tokens overlapping the text itself: a leading-space-only token is not one of its pieces.
@@ -299,7 +299,7 @@ def build_coverage_report(
     term_lists = [(n, p, read_terms(n, p)) for n, p in terms]
     for name, path in corpora:
         CorpusReader([path], source=name)  # a missing corpus fails before any tokenizer is loaded
-    loaded = [load_tokenizer(n, p) for n, p in tokenizers]
+    loaded = [load_tokenizer(p, name=n) for n, p in tokenizers]
     metrics, samples = [], []
     with make_progress(quiet) as progress:
         task = progress.add_task("coverage", total=len(corpora) * len(loaded))

@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 
 from domainlm.corpus import CorpusReader
 from domainlm.errors import ConfigError
-from domainlm.outputs import atomic_output_dir, check_output_dir, fingerprint_files, write_json
+from domainlm.outputs import atomic_output_dir, check_output_dir, write_json
 from domainlm.progress import make_progress
 from domainlm.tokenizer.load import LoadedTokenizer, load_tokenizer
 from domainlm.tokenizer.sampling import corpus_fingerprint
@@ -75,7 +75,7 @@ class MergeState:
 
 
 def _bpe_spec(base: LoadedTokenizer) -> dict:
-    spec = json.loads(base.backend.to_str())
+    spec = json.loads(base.tokenizer.to_str())
     if spec["model"].get("type") != "BPE":
         raise ConfigError(
             f"--base {base.path}: extend needs a BPE tokenizer (GPT-2 style), got {spec['model'].get('type')}; "
@@ -87,7 +87,7 @@ def _bpe_spec(base: LoadedTokenizer) -> dict:
 def count_domain_words(base: LoadedTokenizer, corpora: list[tuple[str, Path]], quiet: bool = True) -> Counter:
     """Pre-tokenized words of the domain text (after the base normalizer) with their counts."""
     words: Counter = Counter()
-    normalizer, pre_tokenizer = base.backend.normalizer, base.backend.pre_tokenizer
+    normalizer, pre_tokenizer = base.tokenizer.normalizer, base.tokenizer.pre_tokenizer
     with make_progress(quiet) as progress:
         task = progress.add_task("counting domain words (docs)", total=None)
         for name, path in corpora:
@@ -110,11 +110,11 @@ def learn_merges(base: LoadedTokenizer, words: Counter, num_tokens: int, min_fre
     prefix = spec["model"].get("continuing_subword_prefix")
     ordered = sorted(words.items())  # fixed order -> deterministic ties and output
     state = MergeState(
-        [[t.id for t in base.backend.model.tokenize(w)] for w, _ in ordered], [c for _, c in ordered]
+        [[t.id for t in base.tokenizer.model.tokenize(w)] for w, _ in ordered], [c for _, c in ordered]
     )
-    strings = {i: base.backend.id_to_token(i) for word in state.words for i in word}
+    strings = {i: base.tokenizer.id_to_token(i) for word in state.words for i in word}
     expansion = {i: [i] for i in strings}
-    existing = set(base.backend.get_vocab(with_added_tokens=True))
+    existing = set(base.tokenizer.get_vocab(with_added_tokens=True))
     next_id = base.vocab_size
     heap = [(-count, strings[a], strings[b], a, b) for (a, b), count in state.pair_counts.items()]
     heapq.heapify(heap)
@@ -190,7 +190,7 @@ def _save(base: LoadedTokenizer, extended: Tokenizer, out: Path) -> int:
 def _token_map(base: LoadedTokenizer, added: list[dict], extended: Tokenizer) -> dict:
     tokens = [
         {"token": e["token"], "id": e["id"], "base_ids": e["base_ids"],
-         "base_pieces": [base.backend.id_to_token(i) for i in e["base_ids"]],
+         "base_pieces": [base.tokenizer.id_to_token(i) for i in e["base_ids"]],
          "text": extended.decode([e["id"]]), "frequency": e["frequency"]}
         for e in added
     ]  # fmt: skip
@@ -217,7 +217,7 @@ def extend_tokenizer(
     readers = [CorpusReader([path], source=name) for name, path in corpora]  # missing corpora fail here
     inputs = [Path(base_path), *(f for reader in readers for f in reader.files)]
     check_output_dir(Path(out), overwrite=overwrite, inputs=inputs)  # before minutes of counting
-    base = load_tokenizer("base", Path(base_path))
+    base = load_tokenizer(base_path, name="base")
     _bpe_spec(base)
     words = count_domain_words(base, corpora, quiet=quiet)
     added = learn_merges(base, words, num_tokens, min_frequency)
@@ -228,10 +228,11 @@ def extend_tokenizer(
     if len(added) < num_tokens:
         log.warning("only %d of %d tokens reach --min-frequency %d", len(added), num_tokens, min_frequency)
     extended = build_extended(base, added)
-    before, after = count_tokens(base.backend, corpora), count_tokens(extended, corpora)
+    before, after = count_tokens(base.tokenizer, corpora), count_tokens(extended, corpora)
     with atomic_output_dir(Path(out), overwrite=overwrite, command="tokenizer extend", inputs=inputs) as tmp:
         eos_id = _save(base, extended, tmp)
         write_json(tmp / "added_tokens_map.json", _token_map(base, added, extended))
+        written = load_tokenizer(tmp)  # vocab size and fingerprint as every later stage computes them
         manifest = {
             "format": MANIFEST_FORMAT,
             "base": base.describe(),
@@ -246,13 +247,13 @@ def extend_tokenizer(
             "num_tokens_requested": num_tokens,
             "num_tokens_added": len(added),
             "min_frequency": min_frequency,
-            "vocab_size": base.vocab_size + len(added),
+            "vocab_size": written.vocab_size,
             "eos_token_id": eos_id,
             "tokens_before": before,
             "tokens_after": after,
             "token_reduction": round(1 - after / before, 6) if before else 0.0,
             "predicted_tokens_saved": sum(e["frequency"] for e in added),
-            "fingerprint": fingerprint_files([tmp / "tokenizer.json", tmp / "tokenizer_config.json"]),
+            "fingerprint": written.fingerprint,
         }
         write_json(tmp / "manifest.json", manifest)
     log.info("extended %s by %d tokens: corpus %d -> %d tokens", base.path, len(added), before, after)

@@ -29,11 +29,17 @@ def _default_name(path: str) -> str:
     return Path(path.rstrip("/")).name.split(".")[0] or path
 
 
+def shipped_tokenizer_dir(name: str) -> Path | None:
+    """'gpt2' / 'bert-base-uncased' -> the shipped tokenizer folder; None for any other text."""
+    return TOKENIZERS_DIR / name if name in SHIPPED_TOKENIZERS else None
+
+
 def resolve_tokenizer(text: str) -> tuple[str, Path]:
     """'gpt2' -> shipped GPT-2; 'mine=out/tok' -> ('mine', out/tok); 'out/tok' -> ('tok', out/tok)."""
     name, value = _split(text, "--tokenizer")
-    if value in SHIPPED_TOKENIZERS and not Path(value).exists():
-        return name or value, TOKENIZERS_DIR / value
+    shipped = shipped_tokenizer_dir(value)
+    if shipped is not None and not Path(value).exists():
+        return name or value, shipped
     return name or _default_name(value), Path(value).expanduser()
 
 

@@ -17,16 +17,16 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from domainlm.errors import DataError
-from domainlm.outputs import atomic_output_dir, fingerprint_files, write_json
+from domainlm.outputs import atomic_output_dir, write_json
 from domainlm.progress import make_progress
 from domainlm.tokenizer.config import TrainConfig
+from domainlm.tokenizer.load import load_tokenizer
 from domainlm.tokenizer.sampling import CorpusPlan, iter_training_texts, open_corpora, plan_sampling
 from domainlm.tokenizer.unigram import train_unigram
 
 log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "domainlm.tokenizer/v1"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 SENTENCEPIECE_FILE = "sentencepiece.model"  # unigram only: the SentencePiece model tokenizer.json mirrors
 
 
@@ -156,7 +156,8 @@ def train_tokenizer(config: TrainConfig, out: Path, overwrite: bool = False, qui
 
 
 def build_manifest(config: TrainConfig, plans: list[CorpusPlan], folder: Path, tokenizer: Tokenizer) -> dict:
-    """Inputs, resolved settings, special token ids and a fingerprint of the written files."""
+    """Inputs, resolved settings, special token ids, and the written tokenizer's vocab size and fingerprint."""
+    written = load_tokenizer(folder, eos_token=config.special_tokens.eos)  # as every later stage loads it
     specials = {
         name: {"token": tok, "id": tokenizer.token_to_id(tok)}
         for name, tok in config.special_tokens.named().items()
@@ -170,13 +171,13 @@ def build_manifest(config: TrainConfig, plans: list[CorpusPlan], folder: Path, t
     return {
         "format": MANIFEST_FORMAT,
         "model": config.model,
-        "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
+        "vocab_size": written.vocab_size,
         "special_tokens": specials,
         "sentinels": config.special_tokens.sentinels(),
         "eos_token_id": tokenizer.token_to_id(config.special_tokens.eos),
         "config": config.model_dump(mode="json"),
         "corpora": corpora,
         "train_bytes": sum(p.used_bytes for p in plans),
-        "fingerprint": fingerprint_files([folder / name for name in TOKENIZER_FILES]),
+        "fingerprint": written.fingerprint,
         "run_info": "run.json",
     }

@@ -10,9 +10,10 @@ from domainlm.errors import DataError
 from domainlm.mix import build as build_module
 from domainlm.mix.build import build_mix
 from domainlm.mix.dataset import open_mix, train_dataset
-from domainlm.mix.encode import BatchEncoder, load_tokenizer
+from domainlm.mix.encode import BatchEncoder
 from domainlm.mix.sources import HeldOut
 from domainlm.outputs import file_sha256
+from domainlm.tokenizer.load import load_tokenizer
 from tests.mix.conftest import GPT2, small_config
 
 

@@ -7,8 +7,9 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from domainlm.assets import reference_tokenizer, sample_corpus
 from domainlm.corpus import CorpusReader
-from domainlm.errors import ConfigError
-from domainlm.mix.encode import BatchEncoder, load_tokenizer, split_text, splitting_is_exact
+from domainlm.errors import ConfigError, DataError
+from domainlm.mix.encode import BatchEncoder, load_mix_tokenizer, split_text, splitting_is_exact
+from domainlm.tokenizer.load import load_tokenizer
 
 GPT2 = reference_tokenizer("gpt2")
 
@@ -42,21 +43,22 @@ def test_folder_without_tokenizer_json_is_converted(tmp_path, gpt2):
 
 def test_no_eos_is_an_error_unless_set():
     bert = reference_tokenizer("bert-base-uncased")
+    assert load_tokenizer(bert).eos_token_id is None  # loads; only the mix needs an EOS
     with pytest.raises(ConfigError, match="names no eos_token.*set `eos_token: <token>`"):
-        load_tokenizer(bert)
-    assert load_tokenizer(bert, eos_token="[SEP]").eos_token_id == 102
+        load_mix_tokenizer(bert)
+    assert load_mix_tokenizer(bert, eos_token="[SEP]").eos_token_id == 102
     with pytest.raises(ConfigError, match="eos_token '<nope>' is not in its vocabulary"):
-        load_tokenizer(bert, eos_token="<nope>")
+        load_mix_tokenizer(bert, eos_token="<nope>")
 
 
 def test_bad_tokenizer_paths(tmp_path):
-    with pytest.raises(ConfigError, match="no such file or directory; pass --tokenizer"):
+    with pytest.raises(DataError, match="missing: no such file or directory; pass a folder"):
         load_tokenizer(tmp_path / "missing")
     (tmp_path / "t.txt").write_text("x")
-    with pytest.raises(ConfigError, match="expected a tokenizer.json file"):
+    with pytest.raises(DataError, match="expected a tokenizer.json file"):
         load_tokenizer(tmp_path / "t.txt")
     (tmp_path / "bad.json").write_text("{}")
-    with pytest.raises(ConfigError, match="not a tokenizers JSON file"):
+    with pytest.raises(DataError, match="not a tokenizers JSON file"):
         load_tokenizer(tmp_path / "bad.json")
 
 

@@ -9,9 +9,10 @@ import zstandard
 from domainlm.corpus import CorpusReader
 from domainlm.errors import DataError
 from domainlm.mix.build import build_mix
+from domainlm.mix.encode import BatchEncoder
 from domainlm.mix.manifest import open_mix
-from domainlm.mix.encode import BatchEncoder, load_tokenizer
 from domainlm.mix.sources import HeldOut, tokenize_source
+from domainlm.tokenizer.load import load_tokenizer
 from tests.mix.conftest import GPT2, small_config
 
 WORDS = "The court held that the lease was void because the tenant never signed it. "
