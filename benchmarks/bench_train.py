@@ -75,9 +75,9 @@ def run_ours(recipe: str, overrides: list[str], out: Path, num_procs: int) -> Pa
 def run_hf(run_dir: Path, num_procs: int, steps: int, warmup: int) -> float:
     """The HF Trainer on the same ranks via the same launcher; returns steady tokens/s (all ranks)."""
     from domainlm.pretrain.launch import deepspeed_executable, default_port, launch_env, resolve_launch
-    from domainlm.pretrain.loop import load_run
+    from domainlm.pretrain.spec import read_run_spec
 
-    recipe, _ = load_run(run_dir)
+    recipe = read_run_spec(run_dir).recipe
     spec = resolve_launch(recipe.launch, num_gpus=num_procs)
     result_path = run_dir / "hf_result.json"
     port = str(default_port(1))
@@ -101,20 +101,21 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
 
     from domainlm.mix.dataset import train_dataset
     from domainlm.pretrain.engine import init_distributed, shutdown
-    from domainlm.pretrain.loop import load_run, prepare_model
+    from domainlm.pretrain.loop import prepare_model, spec_token_ids
+    from domainlm.pretrain.spec import read_run_spec
 
-    recipe, info = load_run(run_dir)
-    init_distributed(info["device"])
-    if info["device"] == "cpu":
+    spec = read_run_spec(run_dir)
+    init_distributed(spec.device)
+    if spec.device == "cpu":
         # accelerate finds no backend for a DeepSpeed launch on a CPU-only host and falls back to one
         # process; tell it the truth (gloo, multi-CPU) so the Trainer runs DeepSpeed on both ranks.
         from accelerate.state import DistributedType, PartialState
 
         PartialState._prepare_backend = lambda self, *a, **k: ("gloo", DistributedType.MULTI_CPU)
-    ds_config = json.loads((run_dir / "ds_config.json").read_text())
-    tokenizer = AutoTokenizer.from_pretrained(info["tokenizer_dir"])
-    model = prepare_model(recipe, tokenizer, info["seq_len"])
-    data = train_dataset(info["mix_dir"])
+    ds_config = spec.ds_config
+    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir)
+    model = prepare_model(spec.recipe, spec_token_ids(spec, tokenizer), spec.seq_len)
+    data = train_dataset(spec.mix_dir)
 
     class Sequences(torch.utils.data.Dataset):
         def __len__(self) -> int:
@@ -133,7 +134,7 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
         def on_step_end(self, args, state, control, **kwargs):
             times.append(time.perf_counter())
 
-    opt, train = recipe.optimizer, recipe.train
+    opt, train = spec.recipe.optimizer, spec.recipe.train
     args = TrainingArguments(
         output_dir=str(run_dir / "hf"),
         per_device_train_batch_size=train.micro_batch_size,
@@ -159,7 +160,7 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
     )
     Trainer(model=model, args=args, train_dataset=Sequences(), callbacks=[Clock()]).train()
     if int(os.environ.get("RANK", "0")) == 0:
-        tokens = (steps - warmup) * ds_config["train_batch_size"] * info["seq_len"]
+        tokens = (steps - warmup) * ds_config["train_batch_size"] * spec.seq_len
         rate = tokens / (times[-1] - times[warmup - 1])
         micro = ds_config["gradient_accumulation_steps"] * steps
         if forwards[0] != micro:

@@ -32,9 +32,29 @@ def _print_dry_run(report: dict) -> None:
     console.print(Syntax(dump_yaml(report["recipe"]), "yaml"))
     console.print("[bold]DeepSpeed config[/bold]")
     console.print(Syntax(json.dumps(report["deepspeed_config"], indent=2), "json"))
+    seq_len, tokens, tok, mix = (
+        report["seq_len"],
+        report["tokens_per_step"],
+        report["tokenizer"],
+        report["mix"],
+    )
+    console.print(f"seq_len {seq_len['value']:,} from {seq_len['source']}", markup=False)
+    console.print(f"tokens per step {tokens['value']:,} = {tokens['source']}", markup=False)
+    console.print(
+        f"tokenizer {tok['dir']} ({tok['source']}): {tok['vocab_size']:,} tokens, eos id {tok['eos_token_id']}, "
+        f"fingerprint {tok['fingerprint'][:12]}",
+        markup=False,
+    )
+    built = (
+        f"built, fingerprint {mix['fingerprint'][:12]}"
+        if mix["built"]
+        else f"to build from {mix['build_from']}"
+    )
+    console.print(f"mix {mix['dir']} ({built})", markup=False)
     console.print(
         f"world size {report['world_size']}, gradient accumulation {report['gradient_accumulation_steps']}, "
-        f"{report['max_steps']:,} steps, run dir {report['run_dir']}"
+        f"{report['max_steps']:,} steps, run dir {report['run_dir']}",
+        markup=False,
     )
     if report["resume_from"]:
         console.print(f"would resume from {report['resume_from']}")
@@ -63,6 +83,9 @@ def pretrain(
     force_resume: Annotated[
         bool, typer.Option(help="Resume even if the data or tokenizer fingerprint changed.")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Start over: empty --out first (only a run dir `domainlm pretrain` wrote).")
+    ] = False,
     export_only: Annotated[
         bool, typer.Option(help="Export the latest checkpoint of --out as an HF model dir; no training.")
     ] = False,
@@ -72,7 +95,8 @@ def pretrain(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only (stdout).")] = False,
 ) -> None:
     """Pretrain with DeepSpeed ZeRO from a recipe; resumes automatically from the run dir's last checkpoint."""
-    from domainlm.pretrain.run import dry_run_report, launch, prepare_run
+    from domainlm.pretrain.dry_run import dry_run_report
+    from domainlm.pretrain.run import launch, prepare_run
 
     prepared = prepare_run(
         recipe,
@@ -85,7 +109,7 @@ def pretrain(
         resume=resume,
         force_resume=force_resume,
         export_only=export_only,
-        build=not dry_run,
+        overwrite=overwrite,
     )
     if dry_run:
         report = dry_run_report(prepared)

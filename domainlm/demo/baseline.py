@@ -15,12 +15,12 @@ def export_initialization(run_dir: Path, out: Path) -> Path:
     """Write the run's step-0 model (safetensors, config, tokenizer) to `out`."""
     from transformers import AutoTokenizer
 
-    from domainlm.mix.dataset import open_mix
-    from domainlm.pretrain.loop import load_run, prepare_model
+    from domainlm.pretrain.loop import prepare_model, spec_token_ids
+    from domainlm.pretrain.spec import read_run_spec
 
-    recipe, info = load_run(run_dir)
-    tokenizer = AutoTokenizer.from_pretrained(info["tokenizer_dir"])
-    model = prepare_model(recipe, tokenizer, open_mix(info["mix_dir"]).seq_len)
+    spec = read_run_spec(run_dir)
+    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir)
+    model = prepare_model(spec.recipe, spec_token_ids(spec, tokenizer), spec.seq_len)
     with atomic_output_dir(out, overwrite=True, command="demo", inputs=[run_dir]) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -159,7 +159,7 @@ def build_steps(settings: DemoSettings) -> list[Step]:
             "pretrain",
             f"Pretrain a tiny Llama with DeepSpeed ZeRO-{s.zero_stage} on {s.num_procs} ranks",
             ["pretrain", "--recipe", TINY_RECIPE, "--out", str(p["run"]), "--num-gpus", str(s.num_procs)]
-            + ["--set", f"data.mix={p['mix']}", "--set", "data.mix_overrides=[]"]
+            + ["--set", f"data.mix={p['mix']}", "--set", f"data.seq_len={s.seq_len}"]
             + ["--set", f"train.max_steps={s.train_steps}", "--set", f"deepspeed.zero_stage={s.zero_stage}"]
             + ["--set", f"eval.every_steps={max(1, s.train_steps // 3)}"]
             + ["--set", f"checkpoint.every_steps={s.train_steps}", "--set", "logging.every_steps=10"],

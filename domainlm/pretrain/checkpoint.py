@@ -112,7 +112,7 @@ def save(engine: Any, run_dir: Path, state: TrainerState, rank: int, keep_last: 
     torch.save(_rng_state(), root / tag / f"rng_rank{rank}.pt")
     ds.barrier()
     if rank == 0:
-        for name in ("recipe.yaml", "ds_config.json"):  # each checkpoint says how it was trained
+        for name in ("recipe.yaml", "ds_config.json", "run_spec.json"):  # how it was trained
             if (Path(run_dir) / name).is_file():
                 shutil.copy2(Path(run_dir) / name, root / tag / name)
         write_json(root / tag / STATE_NAME, asdict(state))

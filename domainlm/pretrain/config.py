@@ -57,7 +57,9 @@ class ModelConfig(StrictModel):
     intermediate_size: int | None = Field(
         None, gt=0, description="MLP width; None = 4H (8/3 H rounded for llama)"
     )
-    max_position_embeddings: int | None = Field(None, gt=0, description="None = the mix's seq_len")
+    max_position_embeddings: int | None = Field(
+        None, gt=0, description="positions the model can attend over; >= the run's seq_len; None = seq_len"
+    )
     rope_theta: float = Field(10000.0, gt=0, description="RoPE base (llama)")
     tie_embeddings: bool = Field(False, description="share input embedding and LM head")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on hidden states and attention (bert/t5)")
@@ -88,9 +90,15 @@ class DataConfig(StrictModel):
         description="mix directory (has manifest.json), mix YAML (built into build_dir) or a shipped mix name"
     )
     build_dir: ConfigPath | None = Field(None, description="where a mix YAML is built; None = <run dir>/mix")
+    seq_len: int | None = Field(
+        None,
+        gt=0,
+        description="tokens per training sequence, the one owner of the run's seq_len: a mix YAML is "
+        "built with it, a built mix must have it; None = the mix's",
+    )
     mix_overrides: list[str] = Field(
         default_factory=list,
-        description="--set overrides for a mix YAML, e.g. [seq_len=128, total_tokens=2M]",
+        description="--set overrides for a mix YAML (not seq_len: use data.seq_len), e.g. [total_tokens=2M]",
     )
     tokenizer: TokenizerPath | None = Field(
         None, description="tokenizer dir (or gpt2); None = the one the mix was built with"

@@ -58,18 +58,24 @@ def resolve_launch(
     # A Slurm script runs on the GPU nodes, not on the (often GPU-less) node that writes it.
     on_gpus = gpus > 0 or launcher == "slurm"
     device = cfg.device if cfg.device != "auto" else ("cuda" if on_gpus else "cpu")
+    # `is None`, not `or`: an explicit 0 is a mistake to report, not a request for the recipe's value.
+    for flag, value, what in (
+        ("--num-gpus", num_gpus, "process per node (a GPU, or a CPU rank); drop it for launch.num_gpus"),
+        ("--num-nodes", num_nodes, "node; drop it for launch.num_nodes"),
+    ):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value}: must be at least 1 {what}")
+    nodes = cfg.num_nodes if num_nodes is None else num_nodes
     spec = LaunchSpec(
         device=device,
-        num_gpus=num_gpus or cfg.num_gpus,
-        num_nodes=num_nodes or cfg.num_nodes,
+        num_gpus=cfg.num_gpus if num_gpus is None else num_gpus,
+        num_nodes=nodes,
         hostfile=Path(hostfile or cfg.hostfile) if (hostfile or cfg.hostfile) else None,
         launcher=launcher,
-        master_port=cfg.master_port or default_port(num_nodes or cfg.num_nodes),
+        master_port=cfg.master_port or default_port(nodes),
     )
     if spec.launcher not in ("deepspeed", "slurm"):
         raise ConfigError(f"--launcher {spec.launcher!r}: use deepspeed or slurm")
-    if spec.num_gpus < 1 or spec.num_nodes < 1:
-        raise ConfigError(f"--num-gpus {spec.num_gpus} / --num-nodes {spec.num_nodes}: must be >= 1")
     if spec.launcher == "deepspeed" and spec.num_nodes > 1 and spec.hostfile is None:
         raise ConfigError(
             f"--num-nodes {spec.num_nodes}: multi-node runs need --hostfile (lines 'host slots=N') "

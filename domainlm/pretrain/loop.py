@@ -1,28 +1,30 @@
-"""Run dir (resolved recipe + run.json) -> one rank's training: steps, interval logs, evals, checkpoints, export.
+"""Run dir (run_spec.json) -> one rank's training: steps, interval logs, evals, checkpoints, export.
 
-Runs inside each process the launcher starts (domainlm.pretrain.worker). The step has no host sync:
-losses stay on the device and are fetched (and averaged over ranks) once per logging interval.
+Runs inside each process the launcher starts (domainlm.pretrain.worker). Everything the parent
+resolved (seq_len, vocabulary, steps, accumulation, the DeepSpeed JSON) comes from the RunSpec and
+is never recomputed here. The step has no host sync: losses stay on the device and are fetched (and
+averaged over ranks) once per logging interval.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from domainlm.errors import ConfigError, DataError
 from domainlm.eval.metrics import summarize_loss
-from domainlm.mix.dataset import open_mix
+from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.pretrain import checkpoint as ckpt
 from domainlm.pretrain import engine as ds
-from domainlm.pretrain.config import Recipe, gradient_accumulation_steps, max_steps, recipe_from_dict
+from domainlm.pretrain.config import Recipe
 from domainlm.pretrain.data import TrainBatches, open_val_sets, val_batches
 from domainlm.pretrain.metrics import (
     MetricsWriter,
@@ -35,18 +37,19 @@ from domainlm.pretrain.metrics import (
 )
 from domainlm.pretrain.model import TokenIds, attention_shape, build_model, matmul_params
 from domainlm.pretrain.objectives import IGNORE_INDEX, Objective, build_objective, special_ids_from_tokenizer
+from domainlm.pretrain.spec import RunSpec, read_run_spec
 
 log = logging.getLogger("domainlm.pretrain")
-
-RUN_INFO = "run.json"  # what the launcher resolved: mix dir, tokenizer dir, device, force_resume
 
 
 @dataclass
 class Context:
     """Everything one rank needs, built once before the first step."""
 
+    spec: RunSpec
     recipe: Recipe
     run_dir: Path
+    manifest: MixManifest
     rank: int
     world_size: int
     engine: Any
@@ -83,70 +86,90 @@ def setup_logging(run_dir: Path, rank: int) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def load_run(run_dir: Path) -> tuple[Recipe, dict[str, Any]]:
-    from domainlm.config import read_yaml
-
-    recipe = recipe_from_dict(read_yaml(run_dir / "recipe.yaml"), str(run_dir / "recipe.yaml"))
-    info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
-    return recipe, info
-
-
-def prepare_model(recipe: Recipe, tokenizer: Any, seq_len: int) -> torch.nn.Module:
-    """The recipe's model at the tokenizer's vocabulary (built or loaded, extended, checkpointing set)."""
-    ids = TokenIds(
-        vocab_size=len(tokenizer),
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+def token_ids(vocab_size: int, eos_token_id: int, tokenizer: Any) -> TokenIds:
+    """What the model config needs: vocabulary and EOS as resolved (the run spec), pad and bos from the
+    HF tokenizer (pad falls back to EOS)."""
+    pad = tokenizer.pad_token_id
+    return TokenIds(
+        vocab_size=vocab_size,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad if pad is not None else eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
     )
+
+
+def spec_token_ids(spec: RunSpec, tokenizer: Any) -> TokenIds:
+    return token_ids(spec.vocab_size, spec.eos_token_id, tokenizer)
+
+
+def prepare_model(recipe: Recipe, ids: TokenIds, seq_len: int) -> torch.nn.Module:
+    """The recipe's model at `ids.vocab_size` rows (built or loaded, extended, checkpointing set)."""
     model = build_model(recipe.model, ids, seq_len, recipe.train.seed)
     if recipe.model.added_tokens_map is not None:
         from domainlm.pretrain.vocab_init import extend_embeddings
 
-        extend_embeddings(model, recipe.model.added_tokens_map, vocab_size=len(tokenizer))
+        extend_embeddings(model, recipe.model.added_tokens_map, vocab_size=ids.vocab_size)
     if recipe.deepspeed.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
+def open_spec_mix(spec: RunSpec) -> MixManifest:
+    """The run's mix, which must still be the one the parent resolved (it is read, never rebuilt, here)."""
+    manifest = open_mix(spec.mix_dir)
+    if manifest.fingerprint != spec.mix_fingerprint or manifest.seq_len != spec.seq_len:
+        raise DataError(
+            f"mix {spec.mix_dir}: changed since `domainlm pretrain` wrote {spec.run_dir / 'run_spec.json'} "
+            f"(fingerprint {manifest.fingerprint[:12]} != {spec.mix_fingerprint[:12]}, seq_len "
+            f"{manifest.seq_len} vs {spec.seq_len}); rerun `domainlm pretrain`"
+        )
+    return manifest
+
+
 def build_context(run_dir: Path) -> Context:
     from transformers import AutoTokenizer
 
-    recipe, info = load_run(run_dir)
-    rank, world_size = ds.init_distributed(info["device"])
+    spec = read_run_spec(run_dir)
+    recipe, seq_len = spec.recipe, spec.seq_len
+    rank, world_size = ds.init_distributed(spec.device)
+    if world_size != spec.world_size:
+        raise ConfigError(
+            f"{run_dir}: the launcher started {world_size} ranks but the run spec is for {spec.world_size}; "
+            "rerun `domainlm pretrain` with the same --num-gpus/--num-nodes"
+        )
     setup_logging(run_dir, rank)
     set_determinism(recipe.train.seed, recipe.train.deterministic)
-    manifest = open_mix(info["mix_dir"])
-    seq_len = manifest.seq_len
-    tokenizer = AutoTokenizer.from_pretrained(info["tokenizer_dir"])
-    model = prepare_model(recipe, tokenizer, seq_len)
+    manifest = open_spec_mix(spec)
+    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir)  # special ids for the objective
+    model = prepare_model(recipe, spec_token_ids(spec, tokenizer), seq_len)
     layers, hidden = attention_shape(model)
     per_token = model_flops_per_token(matmul_params(model), layers, hidden, seq_len)
+    special = replace(special_ids_from_tokenizer(tokenizer), eos=spec.eos_token_id)
     objective = build_objective(
         recipe.objective.name,
-        vocab_size=len(tokenizer),
-        special=special_ids_from_tokenizer(tokenizer),
+        vocab_size=spec.vocab_size,
+        special=special,
         seq_len=seq_len,
         seed=recipe.train.seed,
         mlm_probability=recipe.objective.mlm_probability,
         noise_density=recipe.objective.noise_density,
         mean_noise_span_length=recipe.objective.mean_span_length,
     )
-    total_steps = max_steps(recipe.train, seq_len)
-    ds_config = ds.build_deepspeed_config(recipe, seq_len, world_size)
-    engine = ds.initialize(model, ds_config, ds.build_scheduler_fn(recipe, total_steps))
+    engine = ds.initialize(model, spec.ds_config, ds.build_scheduler_fn(recipe, spec.max_steps))
     if recipe.train.compile:
         ds.compile_engine(engine)
-    current = ckpt.TrainerState(0, 0, world_size, manifest.fingerprint, manifest.tokenizer.fingerprint)
-    step, consumed = _maybe_resume(engine, run_dir, current, rank, info.get("force_resume", False))
+    current = ckpt.TrainerState(0, 0, world_size, spec.mix_fingerprint, spec.tokenizer_fingerprint)
+    step, consumed = _maybe_resume(engine, run_dir, current, rank, spec.force_resume)
     device_name = torch.cuda.get_device_name() if ds.accelerator_name() == "cuda" else None
     metrics = None
     if rank == 0:
         tb = run_dir / "tb" if recipe.logging.tensorboard else None
         metrics = MetricsWriter(run_dir / "metrics.jsonl", tb)
     return Context(
+        spec=spec,
         recipe=recipe,
         run_dir=run_dir,
+        manifest=manifest,
         rank=rank,
         world_size=world_size,
         engine=engine,
@@ -154,18 +177,18 @@ def build_context(run_dir: Path) -> Context:
         batches=TrainBatches(
             _train_dataset(manifest), rank, world_size, recipe.train.micro_batch_size, consumed
         ),
-        accumulation=gradient_accumulation_steps(recipe.train, seq_len, world_size),
-        max_steps=total_steps,
+        accumulation=spec.accumulation,
+        max_steps=spec.max_steps,
         step=step,
         seq_len=seq_len,
         flops_per_token=per_token,
         peak_flops=peak_flops_for(device_name, recipe.train.precision),
-        tokenizer_dir=Path(info["tokenizer_dir"]),
+        tokenizer_dir=spec.tokenizer_dir,
         metrics=metrics,
     )
 
 
-def _train_dataset(manifest: Any) -> Any:
+def _train_dataset(manifest: MixManifest) -> Any:
     from domainlm.mix.dataset import train_dataset
 
     return train_dataset(manifest.root)
@@ -260,28 +283,25 @@ def evaluate(ctx: Context, val_sets: list) -> None:
 
 
 def save_checkpoint(ctx: Context) -> None:
-    manifest_fp, tokenizer_fp = _fingerprints(ctx)
+    spec = ctx.spec
     state = ckpt.TrainerState(
-        ctx.step, ctx.batches.consumed_samples, ctx.world_size, manifest_fp, tokenizer_fp
+        ctx.step,
+        ctx.batches.consumed_samples,
+        ctx.world_size,
+        spec.mix_fingerprint,
+        spec.tokenizer_fingerprint,
     )
     ckpt.save(ctx.engine, ctx.run_dir, state, ctx.rank, ctx.recipe.checkpoint.keep_last)
-
-
-def _fingerprints(ctx: Context) -> tuple[str, str]:
-    info = json.loads((ctx.run_dir / RUN_INFO).read_text(encoding="utf-8"))
-    manifest = open_mix(info["mix_dir"])
-    return manifest.fingerprint, manifest.tokenizer.fingerprint
 
 
 def run(run_dir: Path) -> None:
     """The whole training of one rank: resume, step, log, eval, checkpoint, export."""
     ctx = build_context(run_dir)
     recipe = ctx.recipe
-    _, info = load_run(run_dir)
-    if info.get("export_only"):
+    if ctx.spec.export_only:
         export(ctx)
         return
-    val_sets = open_val_sets(open_mix(info["mix_dir"]), ctx.rank, ctx.world_size, recipe.eval.max_sequences)
+    val_sets = open_val_sets(ctx.manifest, ctx.rank, ctx.world_size, recipe.eval.max_sequences)
     ctx.engine.train()
     pending: list[torch.Tensor] = []
     started, paused = time.perf_counter(), 0.0  # eval and checkpoint time stay out of tokens/s

@@ -1,8 +1,10 @@
-"""Recipe + overrides + flags -> a prepared run dir (resolved recipe, run.json, DeepSpeed JSON, launch command),
-a dry-run report (with the planner's estimate), or a finished run with its HF export.
+"""Recipe + overrides + flags -> a validated run (resolve), its run dir with the mix built and run_spec.json
+written (build), and the training launch (launch); or a dry-run report.
 
-Python API used by the CLI and the demo: `prepare_run`, `dry_run_report`, `launch`, `run_pretraining`.
-Everything is validated here, in the parent process, before any rank starts or any file is written.
+Python API used by the CLI, the tests and the demo: `prepare_run` (resolve: pure, reads only),
+`write_run_files` (build), `launch` / `launch_together` (build + train), `run_pretraining` (all).
+Validate, then build, then launch: nothing is tokenized, written or started until every check of
+`prepare_run` has passed, and the ranks get the resolved values in one typed RunSpec.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from domainlm.errors import ConfigError, DataError, ResourceError
-from domainlm.mix.dataset import MixManifest, open_mix
-from domainlm.outputs import atomic_write_text, to_json, write_json
+from domainlm.errors import ConfigError, ResourceError
+from domainlm.outputs import atomic_write_text, check_output_dir, prepare_run_dir, to_json, write_json
 from domainlm.pretrain import checkpoint as ckpt
-from domainlm.pretrain.config import Recipe, load_recipe, max_steps
+from domainlm.pretrain.config import Recipe, find_recipe, global_batch_sequences, load_recipe, max_steps
 from domainlm.pretrain.engine import build_deepspeed_config
+from domainlm.pretrain.inputs import RunInputs, Sourced, recipe_seq_len, relpath_inside, resolve_inputs
 from domainlm.pretrain.launch import (
     LaunchSpec,
     deepspeed_command,
@@ -28,92 +30,52 @@ from domainlm.pretrain.launch import (
     resolve_launch,
     sbatch_script,
 )
-from domainlm.pretrain.loop import RUN_INFO
+from domainlm.pretrain.spec import RunSpec, write_run_spec
 
 log = logging.getLogger(__name__)
+
+COMMAND = "pretrain"  # the output marker's command: --overwrite replaces only run dirs pretrain wrote
 
 
 @dataclass
 class PreparedRun:
-    """A validated run: where it goes, what it reads, and the exact command that trains it."""
+    """A validated run: where it goes, what it reads, every resolved number, and the command that trains it."""
 
     recipe: Recipe
     run_dir: Path
-    mix_dir: Path
-    tokenizer_dir: Path
+    inputs: RunInputs
     spec: LaunchSpec
     ds_config: dict[str, Any]
+    max_steps: int
     command: list[str]
     env: dict[str, str] = field(repr=False)
     resume_from: Path | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
+    force_resume: bool = False
+    export_only: bool = False
 
+    @property
+    def mix_dir(self) -> Path:
+        return self.inputs.mix_dir
 
-def _mix_config(recipe: Recipe) -> Any:
-    """The recipe's mix YAML (with data.mix_overrides and data.tokenizer applied), validated."""
-    from domainlm.mix.config import apply_flags, load_mix_config
+    @property
+    def tokenizer_dir(self) -> Path:
+        return Path(self.inputs.tokenizer.path)
 
-    config = load_mix_config(recipe.data.mix, recipe.data.mix_overrides)
-    return apply_flags(config, recipe.data.mix, tokenizer=recipe.data.tokenizer)
+    @property
+    def seq_len(self) -> Sourced:
+        return self.inputs.seq_len
 
-
-def _mix_dir_for(recipe: Recipe, run_dir: Path, build: bool) -> Path:
-    """The mix directory, building a mix YAML into data.build_dir (default <run dir>/mix) when needed."""
-    source = Path(recipe.data.mix)
-    if source.is_dir():
-        return source
-    if source.suffix not in (".yaml", ".yml"):
-        raise ConfigError(
-            f"data.mix {source}: not a mix directory or a mix YAML; build one with `domainlm mix`"
+    @property
+    def tokens_per_step(self) -> Sourced:
+        sequences = self.ds_config["train_batch_size"]
+        train = self.recipe.train
+        how = (
+            f"train.global_batch_sequences {sequences}"
+            if train.global_batch_sequences is not None
+            else f"train.global_batch_tokens {train.global_batch_tokens:,} rounded up to {sequences} sequences"
         )
-    config = _mix_config(recipe)  # validated even when the mix is already built, or not built (dry run)
-    out = Path(recipe.data.build_dir) if recipe.data.build_dir else run_dir / "mix"
-    if (out / "manifest.json").is_file() or not build:
-        return out
-    from domainlm.mix.build import build_mix  # the mix stage's library API
-    from domainlm.mix.config import apply_flags
-
-    log.info("building mix %s -> %s", source, out)
-    build_mix(apply_flags(config, recipe.data.mix, out=str(out)), quiet=True)
-    return out
-
-
-def _tokenizer_dir(recipe: Recipe, manifest: MixManifest) -> Path:
-    """The recipe's tokenizer, else the mix's; it must be the one the mix was tokenized with."""
-    path = Path(recipe.data.tokenizer or manifest.tokenizer.path)
-    if not path.is_absolute() and manifest.root is not None and not path.exists():
-        path = (manifest.root / path).resolve()
-    if not path.is_dir():
-        raise DataError(f"tokenizer {path}: not found; set data.tokenizer to the mix's tokenizer directory")
-    return path
-
-
-def _vocab_size(tokenizer_dir: Path) -> int:
-    from transformers import AutoTokenizer
-
-    return len(AutoTokenizer.from_pretrained(tokenizer_dir))
-
-
-def _check_tokenizer(recipe: Recipe, manifest: MixManifest, tokenizer_dir: Path) -> int:
-    """Vocabulary checks that would otherwise fail inside every rank; returns len(tokenizer)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    vocab = len(tokenizer)
-    if vocab < manifest.vocab_size:
-        raise DataError(
-            f"data.tokenizer {tokenizer_dir}: {vocab} tokens but the mix was built with {manifest.vocab_size}; "
-            "use the mix's tokenizer"
-        )
-    if tokenizer.eos_token_id is None:
-        raise DataError(f"data.tokenizer {tokenizer_dir}: no eos_token; train it with `domainlm tokenizer`")
-    if recipe.model.added_tokens_map is not None and not Path(recipe.model.added_tokens_map).is_file():
-        raise ConfigError(f"model.added_tokens_map {recipe.model.added_tokens_map}: file not found")
-    if recipe.model.init_from is not None and not Path(recipe.model.init_from, "config.json").is_file():
-        raise ConfigError(
-            f"model.init_from {recipe.model.init_from}: no config.json; give a local HF model dir"
-        )
-    return vocab
+        return Sourced(sequences * self.seq_len.value, f"{how} x seq_len {self.seq_len.value}")
 
 
 def prepare_run(
@@ -128,47 +90,65 @@ def prepare_run(
     resume: bool = False,
     force_resume: bool = False,
     export_only: bool = False,
-    build: bool = True,
+    overwrite: bool = False,
 ) -> PreparedRun:
-    """Validate everything and resolve paths, counts and the launch; writes nothing."""
+    """Resolve and validate everything (run dir, seq_len, tokenizer, batch, steps, resume, packages).
+
+    Reads files only: nothing is built, written or started, so a failure leaves no trace.
+    """
+    overrides = list(overrides or [])
+    _check_flags(overwrite, resume, export_only)
     recipe = load_recipe(recipe_name, overrides)
     run_dir = Path(out or Path("runs") / recipe.name).resolve()
     spec = resolve_launch(recipe.launch, num_gpus, num_nodes, hostfile, launcher)
-    mix_dir = _mix_dir_for(recipe, run_dir, build)
-    if (mix_dir / "manifest.json").is_file():
-        manifest = open_mix(mix_dir)
-        seq_len, tokenizer_dir = manifest.seq_len, _tokenizer_dir(recipe, manifest)
-        vocab_size = _check_tokenizer(recipe, manifest, tokenizer_dir)
-    else:  # a mix YAML not built yet (--dry-run): what it will produce
-        manifest, config = None, _mix_config(recipe)
-        if config.tokenizer is None:
-            raise ConfigError(f"data.mix {recipe.data.mix}: names no tokenizer; set data.tokenizer")
-        seq_len, tokenizer_dir = config.seq_len, Path(config.tokenizer)
-        vocab_size = _vocab_size(tokenizer_dir)
-    ds_config = build_deepspeed_config(recipe, seq_len, spec.world_size)
-    info = {"seq_len": seq_len, "max_steps": max_steps(recipe.train, seq_len), "vocab_size": vocab_size}
-    found = ckpt.latest_checkpoint(run_dir)
+    wanted = recipe_seq_len(recipe, find_recipe(str(recipe_name)), overrides)
+    inputs = resolve_inputs(recipe, wanted, run_dir, fresh=overwrite)
+    check_output_dir(run_dir, overwrite=True, inputs=_run_inputs(recipe, inputs, run_dir, overwrite))
+    seq_len = inputs.seq_len.value
+    ds_config = build_deepspeed_config(recipe, seq_len, spec.world_size)  # the batch must divide
+    total_steps = max_steps(recipe.train, seq_len)
+    found = None if overwrite else ckpt.latest_checkpoint(run_dir)
     if export_only and found is None:
         raise ConfigError(
             f"--export-only: no complete checkpoint under {run_dir / 'checkpoints'}; train first"
         )
     if not export_only:
-        _check_run_dir(run_dir, found, resume, info["max_steps"])
+        _check_run_dir(run_dir, found, resume, total_steps)
     if found is not None:
-        _check_resume(recipe, run_dir, found, manifest, spec.world_size, force_resume)
+        _check_resume(recipe, run_dir, found, inputs, spec.world_size, force_resume)
     _check_optional_packages(recipe)
     return PreparedRun(
         recipe=recipe,
         run_dir=run_dir,
-        mix_dir=mix_dir,
-        tokenizer_dir=tokenizer_dir,
+        inputs=inputs,
         spec=spec,
         ds_config=ds_config,
+        max_steps=total_steps,
         command=deepspeed_command(spec, run_dir),
         env=launch_env(spec),
         resume_from=found[0] if found else None,
-        info={**info, "force_resume": force_resume, "export_only": export_only},
+        overwrite=overwrite,
+        force_resume=force_resume,
+        export_only=export_only,
     )
+
+
+def _check_flags(overwrite: bool, resume: bool, export_only: bool) -> None:
+    if overwrite and (resume or export_only):
+        flag = "--resume" if resume else "--export-only"
+        raise ConfigError(f"--overwrite starts the run over, {flag} needs its checkpoints; drop one of them")
+
+
+def _run_inputs(recipe: Recipe, inputs: RunInputs, run_dir: Path, overwrite: bool) -> list[Path]:
+    """What the run reads from outside: --overwrite must never delete one of them.
+
+    A mix built from a YAML into the run dir is the run's own output, not an input.
+    """
+    paths = [Path(recipe.data.mix), Path(inputs.tokenizer.path)]
+    paths += [Path(p) for p in (recipe.model.init_from, recipe.model.added_tokens_map) if p]
+    if not overwrite:  # nothing is deleted: resuming with inputs kept in the run dir is fine
+        paths = [p for p in paths if not relpath_inside(p, run_dir)]
+    return paths
 
 
 def _check_run_dir(run_dir: Path, found: tuple | None, resume: bool, total_steps: int) -> None:
@@ -176,7 +156,7 @@ def _check_run_dir(run_dir: Path, found: tuple | None, resume: bool, total_steps
     if found is not None and found[1].step >= total_steps:
         raise ConfigError(
             f"--out {run_dir}: holds a finished run (step {found[1].step} of {total_steps}); choose another "
-            "--out, or raise train.max_steps with --set to continue it"
+            "--out, start over with --overwrite, or raise train.max_steps with --set to continue it"
         )
     if resume and found is None:
         raise ConfigError(f"--resume: no complete checkpoint under {run_dir / 'checkpoints'}; drop --resume")
@@ -195,13 +175,19 @@ _RESUME_FIELDS = (
 )
 
 
+def _current_state(inputs: RunInputs, world_size: int) -> ckpt.TrainerState | None:
+    if inputs.manifest is None:
+        return None  # a mix still to build: checked again once it is (write_run_files)
+    return ckpt.TrainerState(0, 0, world_size, inputs.manifest.fingerprint, inputs.tokenizer.fingerprint)
+
+
 def _check_resume(
-    recipe: Recipe, run_dir: Path, found: tuple, manifest: MixManifest | None, world_size: int, force: bool
+    recipe: Recipe, run_dir: Path, found: tuple, inputs: RunInputs, world_size: int, force: bool
 ) -> None:
-    """The worker checks again; failing here means no rank is started for a run that cannot resume."""
+    """The same checks the ranks would make, made here so that no rank starts for a run that cannot resume."""
     path, state = found
-    if manifest is not None:
-        current = ckpt.TrainerState(0, 0, world_size, manifest.fingerprint, manifest.tokenizer.fingerprint)
+    current = _current_state(inputs, world_size)
+    if current is not None:
         ckpt.check_resumable(state, current, path, force)
     if not force:
         _check_same_training(recipe, run_dir)
@@ -225,7 +211,7 @@ def _check_same_training(recipe: Recipe, run_dir: Path) -> None:
     if changed:
         raise ConfigError(
             f"--out {run_dir}: the recipe changed since its checkpoints ({'; '.join(changed)}); "
-            "use a new --out, or --force-resume"
+            "use a new --out, start over with --overwrite, or --force-resume"
         )
 
 
@@ -238,20 +224,70 @@ def _check_optional_packages(recipe: Recipe) -> None:
         )
 
 
-def write_run_files(prepared: PreparedRun) -> None:
-    """recipe.yaml (resolved), run.json, ds_config.json and the launch command into the run dir."""
+def _build_mix(prepared: PreparedRun) -> None:
+    """Tokenize and pack the recipe's mix YAML (after every check passed), then check what was built."""
+    from domainlm.mix.build import build_mix
+    from domainlm.mix.config import apply_flags
+    from domainlm.mix.manifest import open_mix
+    from domainlm.tokenizer.load import check_matches_mix
+
+    inputs = prepared.inputs
+    log.info("building mix %s -> %s", inputs.mix_yaml, inputs.mix_dir)
+    build_mix(apply_flags(inputs.mix_config, str(inputs.mix_yaml), out=str(inputs.mix_dir)), quiet=True)
+    manifest = open_mix(inputs.mix_dir)
+    if (
+        manifest.seq_len != inputs.seq_len.value
+    ):  # the builder did not honour seq_len: a bug, not a user error
+        raise AssertionError(f"built mix has seq_len {manifest.seq_len}, asked for {inputs.seq_len}")
+    check_matches_mix(inputs.tokenizer, manifest, inputs.tokenizer_source)
+    inputs.manifest = manifest
+    found = ckpt.latest_checkpoint(prepared.run_dir)
+    if found is not None:  # a run resumed against a mix rebuilt since (e.g. data.build_dir was emptied)
+        current = _current_state(inputs, prepared.spec.world_size)
+        ckpt.check_resumable(found[1], current, found[0], prepared.force_resume)
+
+
+def run_spec(prepared: PreparedRun) -> RunSpec:
+    """The typed hand-off to the ranks (needs the built mix: its fingerprint is part of it)."""
+    inputs, ds = prepared.inputs, prepared.ds_config
+    assert inputs.manifest is not None, "run_spec needs the built mix"
+    return RunSpec(
+        recipe=prepared.recipe,
+        run_dir=prepared.run_dir,
+        mix_dir=Path(inputs.mix_dir).resolve(),
+        mix_fingerprint=inputs.manifest.fingerprint,
+        tokenizer_dir=Path(inputs.tokenizer.path).resolve(),
+        tokenizer_fingerprint=inputs.tokenizer.fingerprint,
+        vocab_size=inputs.tokenizer.vocab_size,
+        eos_token_id=inputs.manifest.eos_token_id,
+        seq_len=inputs.seq_len.value,
+        seq_len_source=inputs.seq_len.source,
+        device=prepared.spec.device,
+        world_size=prepared.spec.world_size,
+        accumulation=ds["gradient_accumulation_steps"],
+        global_batch_sequences=global_batch_sequences(prepared.recipe.train, inputs.seq_len.value),
+        tokens_per_step=prepared.tokens_per_step.value,
+        max_steps=prepared.max_steps,
+        ds_config=ds,
+        export_only=prepared.export_only,
+        force_resume=prepared.force_resume,
+    )
+
+
+def write_run_files(prepared: PreparedRun) -> RunSpec:
+    """Build: the run dir (marked; --overwrite empties it), the mix if it is a YAML not built yet, then
+    recipe.yaml, run_spec.json (what the ranks read), ds_config.json and the launch command."""
     run_dir = prepared.run_dir
+    outside = _run_inputs(prepared.recipe, prepared.inputs, run_dir, prepared.overwrite)
+    prepare_run_dir(run_dir, command=COMMAND, overwrite=prepared.overwrite, inputs=outside)
+    prepared.overwrite = False  # emptied once; writing the files again must not delete the mix it built
+    if prepared.inputs.needs_build:
+        _build_mix(prepared)
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "recipe.yaml", prepared.recipe.to_yaml())
     write_json(run_dir / "ds_config.json", prepared.ds_config)
-    run_info = {
-        **prepared.info,
-        "device": prepared.spec.device,
-        "world_size": prepared.spec.world_size,
-        "mix_dir": str(prepared.mix_dir),
-        "tokenizer_dir": str(prepared.tokenizer_dir),
-    }
-    write_json(run_dir / RUN_INFO, run_info)
+    spec = run_spec(prepared)
+    write_run_spec(spec)
     atomic_write_text(
         run_dir / "launch.sh", "#!/bin/bash\n" + format_command(prepared.command, prepared.spec) + "\n"
     )
@@ -259,80 +295,11 @@ def write_run_files(prepared: PreparedRun) -> None:
         atomic_write_text(
             run_dir / "launch.sbatch", sbatch_script(prepared.spec, run_dir, prepared.recipe.name)
         )
-
-
-def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
-    """Memory per GPU, step time and total time from domainlm.plan for the recipe's target GPU."""
-    from domainlm.plan.flops import flops_per_token, training_seconds
-    from domainlm.plan.hardware import get_gpu
-    from domainlm.plan.memory import Strategy, estimate_memory
-    from domainlm.plan.shapes import make_shape
-
-    recipe, model = prepared.recipe, prepared.recipe.model
-    if model.arch != "llama" or model.init_from is not None:
-        return {"note": "the planner models from-scratch Llama shapes over a built mix; no estimate"}
-    seq_len, ds = prepared.info["seq_len"], recipe.deepspeed
-    gpu = get_gpu(recipe.launch.gpu_type)
-    shape = make_shape(
-        "llama",
-        model.num_layers,
-        model.hidden_size,
-        model.num_heads,
-        prepared.info["vocab_size"],
-        num_kv_heads=model.num_kv_heads,
-        ffn_size=model.intermediate_size,
-        tie_embeddings=model.tie_embeddings,
-    )
-    strategy = Strategy(f"zero{ds.zero_stage}", ds.zero_stage, ds.offload_optimizer, ds.offload_params)
-    gpus = prepared.spec.world_size
-    memory = estimate_memory(
-        shape,
-        seq_len=seq_len,
-        micro_batch=recipe.train.micro_batch_size,
-        precision=recipe.train.precision,
-        num_gpus=gpus,
-        strategy=strategy,
-        checkpointing=ds.activation_checkpointing,
-        gpu_memory_bytes=gpu.memory_bytes,
-    )
-    assumed_mfu = 0.40
-    tokens_per_step = prepared.ds_config["train_batch_size"] * seq_len
-    per_token = flops_per_token(shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len)
-    step_s = training_seconds(
-        per_token * tokens_per_step, gpus, gpu.peak(recipe.train.precision), assumed_mfu
-    )
-    return {
-        "gpu": gpu.name,
-        "num_gpus": gpus,
-        "num_params": shape.num_params,
-        "memory_per_gpu_gib": round(memory.total / 2**30, 2),
-        "gpu_memory_gib": round(gpu.memory_gib, 1),
-        "fits": memory.fits,
-        "assumed_mfu": assumed_mfu,
-        "step_seconds": round(step_s, 3),
-        "total_hours": round(step_s * prepared.info["max_steps"] / 3600, 2),
-        "tokens_per_step": tokens_per_step,
-    }
-
-
-def dry_run_report(prepared: PreparedRun) -> dict[str, Any]:
-    """What --dry-run prints: resolved recipe, DeepSpeed JSON, exact command, planner estimate."""
-    return {
-        "recipe": prepared.recipe.model_dump(mode="json"),
-        "run_dir": str(prepared.run_dir),
-        "mix_dir": str(prepared.mix_dir),
-        "world_size": prepared.spec.world_size,
-        "gradient_accumulation_steps": prepared.ds_config["gradient_accumulation_steps"],
-        "max_steps": prepared.info["max_steps"],
-        "deepspeed_config": prepared.ds_config,
-        "command": format_command(prepared.command, prepared.spec),
-        "resume_from": str(prepared.resume_from) if prepared.resume_from else None,
-        "estimate": planner_estimate(prepared),
-    }
+    return spec
 
 
 def launch(prepared: PreparedRun) -> Path:
-    """Write the run files and train through the deepspeed launcher; returns the run dir.
+    """Build the run dir and train through the deepspeed launcher; returns the run dir.
 
     With --launcher slurm, writes launch.sbatch and returns without training.
     """

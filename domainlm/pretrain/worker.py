@@ -1,6 +1,6 @@
 """Entry point of each training process the launcher starts: `python -m domainlm.pretrain.worker --run-dir RUN`.
 
-The parent (`domainlm pretrain`) validated the recipe and wrote RUN/recipe.yaml and RUN/run.json;
+The parent (`domainlm pretrain`) resolved and validated the run and wrote RUN/run_spec.json (a RunSpec);
 this process only joins the process group and trains (domainlm.pretrain.loop). Several `--run-dir`
 run one after another in the same process group (a sweep of small runs pays the start-up once).
 """

@@ -47,3 +47,21 @@ def tiny_recipe(tmp_path_factory, tiny_data) -> Path:
     path = tmp_path_factory.mktemp("recipes") / "tiny.yaml"
     path.write_text(yaml.safe_dump({**TINY_RECIPE, "data": {"mix": str(tiny_data[1])}}))
     return path
+
+
+@pytest.fixture
+def mix_yaml(tmp_path, tiny_data) -> Path:
+    """A mix YAML (seq_len 64, the tiny tokenizer) over two 12-document corpora: built in about a second."""
+    import json
+
+    folder = tmp_path / "mix_yaml"
+    folder.mkdir()
+    sources = {}
+    for domain in ("legal", "general"):
+        lines = [json.dumps({"text": text}) for text in read_docs(domain, 12, 2000)]
+        (folder / f"{domain}.jsonl").write_text("\n".join(lines) + "\n")
+        sources[domain] = {"paths": [f"{domain}.jsonl"], "ratio": 0.5}
+    config = {"sources": sources, "seq_len": SEQ_LEN, "val_fraction": 0.2, "tokenizer": str(tiny_data[0])}
+    path = folder / "mix.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

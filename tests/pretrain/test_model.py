@@ -77,7 +77,7 @@ def test_continued_pretraining_with_vocabulary_extension(tiny_data, tmp_path):
             f"model.added_tokens_map={tmp_path / 'extended' / 'added_tokens_map.json'}",
         ],
     )
-    model = prepare_model(recipe, extended, seq_len=16)
+    model = prepare_model(recipe, TokenIds(vocab_size=386, eos_token_id=3, pad_token_id=0), seq_len=16)
     old = base.get_input_embeddings().weight
     new = model.get_input_embeddings().weight
     assert new.shape[0] == len(extended) == 386

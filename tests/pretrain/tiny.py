@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from domainlm.assets import sample_corpus
-from domainlm.outputs import fingerprint_files
+from domainlm.tokenizer.load import load_tokenizer
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "[CLS]", "[SEP]", "[MASK]"] + [
     f"<extra_id_{i}>" for i in range(8)
@@ -115,15 +115,20 @@ def build_mix(
     for k, part in enumerate([rows[:half], rows[half:]]):
         digest = _write(out / "train" / f"shard_{k:05d}.bin", part)
         shards.append({"path": f"train/shard_{k:05d}.bin", "num_sequences": len(part), "sha256": digest})
-    tok_fp = fingerprint_files([p for p in Path(tokenizer_dir).iterdir() if p.is_file()])
+    loaded = load_tokenizer(tokenizer_dir)  # the one loader: its vocab size, EOS and fingerprint
+    assert loaded.eos_token_id == eos
     manifest = {
         "format": "domainlm.mix/v1",
         "seq_len": seq_len,
         "dtype": "uint16",
-        "vocab_size": len(tok),
+        "vocab_size": loaded.vocab_size,
         "eos_token_id": eos,
         "seed": seed,
-        "tokenizer": {"path": str(tokenizer_dir), "fingerprint": tok_fp},
+        "tokenizer": {
+            "path": str(tokenizer_dir),
+            "fingerprint": loaded.fingerprint,
+            "eos_token": loaded.eos_token,
+        },
         "config": {"seq_len": seq_len},
         "sources": sources,
         "train": {"num_sequences": len(rows), "num_tokens": rows.size, "shards": shards},

@@ -1,0 +1,102 @@
+"""A prepared run -> what `pretrain --dry-run` reports: the resolved recipe, seq_len and tokens per step with
+where each came from, the tokenizer, the DeepSpeed JSON, the exact command and the planner's estimate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domainlm.pretrain.launch import format_command
+from domainlm.pretrain.run import PreparedRun
+
+
+def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
+    """Memory per GPU, step time and total time from domainlm.plan for the recipe's target GPU."""
+    from domainlm.plan.flops import flops_per_token, training_seconds
+    from domainlm.plan.hardware import get_gpu
+    from domainlm.plan.memory import Strategy, estimate_memory
+    from domainlm.plan.shapes import make_shape
+
+    recipe, model = prepared.recipe, prepared.recipe.model
+    if model.arch != "llama" or model.init_from is not None:
+        return {"note": "the planner models from-scratch Llama shapes over a built mix; no estimate"}
+    seq_len, ds = prepared.seq_len.value, recipe.deepspeed
+    gpu = get_gpu(recipe.launch.gpu_type)
+    shape = make_shape(
+        "llama",
+        model.num_layers,
+        model.hidden_size,
+        model.num_heads,
+        prepared.inputs.tokenizer.vocab_size,
+        num_kv_heads=model.num_kv_heads,
+        ffn_size=model.intermediate_size,
+        tie_embeddings=model.tie_embeddings,
+    )
+    strategy = Strategy(f"zero{ds.zero_stage}", ds.zero_stage, ds.offload_optimizer, ds.offload_params)
+    gpus = prepared.spec.world_size
+    memory = estimate_memory(
+        shape,
+        seq_len=seq_len,
+        micro_batch=recipe.train.micro_batch_size,
+        precision=recipe.train.precision,
+        num_gpus=gpus,
+        strategy=strategy,
+        checkpointing=ds.activation_checkpointing,
+        gpu_memory_bytes=gpu.memory_bytes,
+    )
+    assumed_mfu = 0.40
+    tokens_per_step = prepared.tokens_per_step.value
+    per_token = flops_per_token(shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len)
+    step_s = training_seconds(
+        per_token * tokens_per_step, gpus, gpu.peak(recipe.train.precision), assumed_mfu
+    )
+    return {
+        "gpu": gpu.name,
+        "num_gpus": gpus,
+        "num_params": shape.num_params,
+        "memory_per_gpu_gib": round(memory.total / 2**30, 2),
+        "gpu_memory_gib": round(gpu.memory_gib, 1),
+        "fits": memory.fits,
+        "assumed_mfu": assumed_mfu,
+        "step_seconds": round(step_s, 3),
+        "total_hours": round(step_s * prepared.max_steps / 3600, 2),
+        "tokens_per_step": tokens_per_step,
+    }
+
+
+def _mix_report(prepared: PreparedRun) -> dict[str, Any]:
+    inputs = prepared.inputs
+    manifest = inputs.manifest
+    return {
+        "dir": str(inputs.mix_dir),
+        "built": manifest is not None,
+        "build_from": str(inputs.mix_yaml) if manifest is None else None,
+        "fingerprint": manifest.fingerprint if manifest is not None else None,
+    }
+
+
+def dry_run_report(prepared: PreparedRun) -> dict[str, Any]:
+    """What --dry-run prints (and --json holds): every value resolved once, with its origin."""
+    tokenizer = prepared.inputs.tokenizer
+    seq_len, tokens = prepared.seq_len, prepared.tokens_per_step
+    return {
+        "recipe": prepared.recipe.model_dump(mode="json"),
+        "run_dir": str(prepared.run_dir),
+        "mix_dir": str(prepared.mix_dir),
+        "mix": _mix_report(prepared),
+        "seq_len": {"value": seq_len.value, "source": seq_len.source},
+        "tokens_per_step": {"value": tokens.value, "source": tokens.source},
+        "tokenizer": {
+            "dir": str(tokenizer.path),
+            "source": prepared.inputs.tokenizer_source,
+            "fingerprint": tokenizer.fingerprint,
+            "vocab_size": tokenizer.vocab_size,
+            "eos_token_id": tokenizer.eos_token_id,
+        },
+        "world_size": prepared.spec.world_size,
+        "gradient_accumulation_steps": prepared.ds_config["gradient_accumulation_steps"],
+        "max_steps": prepared.max_steps,
+        "deepspeed_config": prepared.ds_config,
+        "command": format_command(prepared.command, prepared.spec),
+        "resume_from": str(prepared.resume_from) if prepared.resume_from else None,
+        "estimate": planner_estimate(prepared),
+    }
