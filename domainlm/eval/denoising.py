@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from domainlm.errors import DataError
-from domainlm.eval.scoring import IGNORE_INDEX, RowPlan, tokenize
+from domainlm.eval.scoring import RowPlan, tokenize
 from domainlm.eval.windows import chunk_spans
+from domainlm.losses import IGNORE_INDEX
 
 MASK_RATE = 0.15
 NUM_PASSES = math.ceil(1 / MASK_RATE)  # 7: each token is hidden in exactly one of them

@@ -15,7 +15,6 @@ from typing import Any
 
 from domainlm.errors import ConfigError
 from domainlm.eval.data import EvalDomain
-from domainlm.eval.metrics import summarize_loss
 from domainlm.eval.models import (
     DEVICES,
     DTYPES,
@@ -28,6 +27,7 @@ from domainlm.eval.models import (
     resolve_dtype,
 )
 from domainlm.eval.report import DomainEntry, EvalReport, EvalResult, ModelEntry
+from domainlm.losses import summarize_loss
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from domainlm.losses import IGNORE_INDEX
 
 
 class Row(Protocol):

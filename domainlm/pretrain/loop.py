@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from domainlm.errors import ConfigError, DataError
-from domainlm.eval.metrics import summarize_loss
+from domainlm.losses import summarize_loss
 from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.pretrain import checkpoint as ckpt
 from domainlm.pretrain import engine as ds

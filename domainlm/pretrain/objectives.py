@@ -38,9 +38,9 @@ import torch
 from torch import Tensor
 
 from domainlm.errors import ConfigError, DataError
+from domainlm.losses import IGNORE_INDEX
 
 OBJECTIVES = ("causal", "mlm", "span_corruption")
-IGNORE_INDEX = -100  # transformers' cross-entropy ignore_index
 _SENTINEL_RE = re.compile(r"<extra_id_(\d+)>")
 
 

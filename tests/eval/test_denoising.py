@@ -7,7 +7,7 @@ import pytest
 
 from domainlm.errors import DataError
 from domainlm.eval.denoising import NUM_PASSES, masked_rows, sentinel_ids, seq2seq_rows
-from domainlm.eval.scoring import IGNORE_INDEX
+from domainlm.losses import IGNORE_INDEX
 
 from .conftest import NUM_SENTINELS, TEXTS
 

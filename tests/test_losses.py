@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from domainlm.eval.metrics import bits_per_byte, perplexity, summarize_loss
+from domainlm.losses import bits_per_byte, perplexity, summarize_loss
 
 
 def test_summary_matches_hand_math():

@@ -1,8 +1,9 @@
-"""Summed token losses -> loss, perplexity, bits per byte. Shared by `domainlm eval` and in-training eval.
+"""Summed token losses -> loss, perplexity, bits per byte; the label that carries no loss.
 
-Bits per byte divides the total negative log-likelihood (in bits) by the UTF-8 bytes of the text it
-covers, so it compares models whose tokenizers cut the same text into different token counts;
-perplexity and per-token loss do not.
+Shared by pretraining (held-out eval during training) and `domainlm eval`, so it sits below both
+stages. Bits per byte divides the total negative log-likelihood (in bits) by the UTF-8 bytes of the
+text it covers, so it compares models whose tokenizers cut the same text into different token
+counts; perplexity and per-token loss do not.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+IGNORE_INDEX = -100  # label of a position that is not scored (torch / transformers cross-entropy default)
 # exp() of a mean loss above this overflows a float; perplexity is reported as inf beyond it.
 _MAX_EXP_ARG = 700.0
 
