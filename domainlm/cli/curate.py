@@ -10,8 +10,10 @@ import typer
 from rich import box
 from rich.table import Table
 
+from domainlm.cli.options import Json, Overwrite, Quiet, out_option
 from domainlm.outputs import to_json
 from domainlm.progress import console
+from domainlm.units import human_count
 
 _HELP = """Normalize, deduplicate (exact + MinHash near-duplicates), quality-filter and optionally
 redact corpora before `domainlm mix`. Writes OUT/<source>.jsonl.gz (kept documents, each with its
@@ -22,24 +24,17 @@ def _default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _compact(value: int) -> str:
-    """12,345,678 -> 12.3M: keeps the table inside 80 columns when piped."""
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e4, "k")):
-        if value >= scale:
-            return f"{value / scale:.1f}{suffix}" if suffix != "k" else f"{value / 1e3:.0f}k"
-    return f"{value:,}"
-
-
 def _counts_row(name: str, counts: dict[str, Any], style: str = "") -> list[str]:
     kept = counts["docs_kept"] / counts["docs_in"] if counts["docs_in"] else 0.0
+    # 12.3M rather than 12,345,678 keeps the table inside 80 columns when piped.
     cells = [
         name,
-        _compact(counts["docs_in"]),
-        _compact(counts["docs_removed"]),
-        _compact(counts["docs_kept"]),
-        _compact(counts["words_in"]),
-        _compact(counts["words_removed"]),
-        _compact(counts["words_kept"]),
+        human_count(counts["docs_in"]),
+        human_count(counts["docs_removed"]),
+        human_count(counts["docs_kept"]),
+        human_count(counts["words_in"]),
+        human_count(counts["words_removed"]),
+        human_count(counts["words_kept"]),
         f"{kept:.1%}",
     ]
     return [f"[{style}]{c}[/{style}]" for c in cells] if style else cells
@@ -79,67 +74,54 @@ def print_report(report: dict[str, Any], run: dict[str, Any]) -> None:
     )
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("curate", help=_HELP)
-    def curate_command(
-        corpus: Annotated[
-            list[str],
-            typer.Argument(
-                metavar="CORPUS",
-                help="Corpus files, folders or globs (txt, jsonl[.gz|.zst], parquet); NAME=PATH names it.",
-            ),
-        ],
-        out: Annotated[
-            Path | None, typer.Option("--out", "-o", help="Output directory (needed unless --dry-run).")
-        ] = None,
-        config: Annotated[
-            Path | None, typer.Option("--config", "-c", help="Curate YAML (default: built-in).")
-        ] = None,
-        overrides: Annotated[
-            list[str] | None,
-            typer.Option("--set", help="Override a config key: --set near_dedup.threshold=0.7"),
-        ] = None,
-        workers: Annotated[
-            int,
-            typer.Option("--workers", "-w", help="Processes for per-document work (0 = one per CPU core)."),
-        ] = 0,
-        shards: Annotated[
-            int,
-            typer.Option(
-                "--shards", help="Run as K shard jobs + a signature merge (the cluster recipe); 0 = stream."
-            ),
-        ] = 0,
-        text_field: Annotated[
-            str, typer.Option("--text-field", help="JSON/parquet field with the text.")
-        ] = "text",
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Report what would be removed; write nothing.")
-        ] = False,
-        overwrite: Annotated[
-            bool, typer.Option("--overwrite", help="Replace an existing --out directory.")
-        ] = False,
-        json_output: Annotated[
-            bool, typer.Option("--json", help="Print the report as JSON on stdout.")
-        ] = False,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    ) -> None:
-        # Imported here so that `domainlm --help` and other commands do not load numpy/datasketch.
-        from domainlm.corpus.curate import curate, load_curate_config, parse_corpus_args
+def curate_command(
+    corpus: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="CORPUS",
+            help="Corpus files, folders or globs (txt, jsonl[.gz|.zst], parquet); NAME=PATH names it.",
+        ),
+    ],
+    out: Annotated[Path | None, out_option("Output directory (needed unless --dry-run).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Curate YAML (default: built-in).")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: --set near_dedup.threshold=0.7")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", help="Processes for per-document work (0 = one per CPU core).")
+    ] = 0,
+    shards: Annotated[
+        int,
+        typer.Option(
+            "--shards", help="Run as K shard jobs + a signature merge (the cluster recipe); 0 = stream."
+        ),
+    ] = 0,
+    text_field: Annotated[
+        str, typer.Option("--text-field", help="JSON/parquet field with the text.")
+    ] = "text",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be removed; write nothing.")
+    ] = False,
+    overwrite: Overwrite = False,
+    json_output: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    # Imported here so that `domainlm --help` and other commands do not load numpy/datasketch.
+    from domainlm.corpus.curate import curate, load_curate_config, parse_corpus_args
 
-        workers = workers or _default_workers()  # 0: one per CPU core; curate() validates the rest
-        cfg = load_curate_config(config, overrides or [])
-        specs = parse_corpus_args(corpus, text_field=text_field)
-        result = curate(
-            specs,
-            cfg,
-            out=out,
-            workers=workers,
-            shards=shards,
-            dry_run=dry_run,
-            overwrite=overwrite,
-            quiet=quiet,
-        )
-        if json_output:
-            print(to_json({**result.report, "run": result.run_info}), end="")
-        else:
-            print_report(result.report, result.run_info)
+    workers = workers or _default_workers()  # 0: one per CPU core; curate() validates the rest
+    cfg = load_curate_config(config, overrides or [])
+    specs = parse_corpus_args(corpus, text_field=text_field)
+    result = curate(
+        specs, cfg, out=out, workers=workers, shards=shards, dry_run=dry_run, overwrite=overwrite, quiet=quiet
+    )
+    if json_output:
+        print(to_json({**result.report, "run": result.run_info}), end="")
+    else:
+        print_report(result.report, result.run_info)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("curate", help=_HELP)(curate_command)

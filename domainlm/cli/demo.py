@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from domainlm.cli.options import Json, Overwrite, out_option
 from domainlm.outputs import to_json
 from domainlm.progress import console
 
@@ -25,16 +26,14 @@ def _print_summary(bits_per_byte: dict[str, dict[str, float]], report: Path) -> 
 
 
 def demo_command(
-    out: Annotated[Path, typer.Option(help="Output folder for every stage and report.html.")] = Path(
-        "demo_out"
-    ),
+    out: Annotated[Path, out_option("Output folder for every stage and report.html.")] = Path("demo_out"),
     quick: Annotated[bool, typer.Option(help="Tiny sizes: a smoke test of every stage.")] = False,
     steps: Annotated[
         int | None, typer.Option(min=1, help="Pretraining steps (default 150; 30 with --quick).")
     ] = None,
     zero_stage: Annotated[int, typer.Option(min=0, max=3, help="DeepSpeed ZeRO stage for pretraining.")] = 3,
-    overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo output in --out.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    overwrite: Overwrite = False,
+    as_json: Json = False,
 ) -> None:
     """Train a finance tokenizer, report its coverage vs GPT-2, mix 51/49, plan, pretrain, evaluate."""
     from dataclasses import replace

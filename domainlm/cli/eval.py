@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from domainlm.cli.options import Json, Overwrite, Quiet, out_option
 from domainlm.errors import ConfigError
 from domainlm.outputs import to_json
 from domainlm.progress import console, err_console, make_progress
@@ -24,9 +25,7 @@ def eval_command(
             "sample: finance, legal, medical, general. Repeatable.",
         ),
     ],
-    out: Annotated[
-        Path, typer.Option("--out", help="Output dir: report.json, report.md, bits_per_byte.png.")
-    ],
+    out: Annotated[Path, out_option("Output dir: report.json, report.md, bits_per_byte.png.")],
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per forward pass.")] = 8,
     max_length: Annotated[
         int | None,
@@ -48,11 +47,9 @@ def eval_command(
         str, typer.Option("--dtype", help="auto (float32 on CPU, bf16 on GPU), float32, bfloat16, float16.")
     ] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Masking seed for masked and seq2seq models.")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print report.json on stdout (nothing else).")
-    ] = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    json_out: Json = False,
 ) -> None:
     """Per-domain loss, perplexity and bits per byte of local models (causal, masked or seq2seq).
 
@@ -84,5 +81,5 @@ def eval_command(
     err_console.print(f"report: {out / 'report.md'} (plot: {out / 'bits_per_byte.png'})")
 
 
-def register(root: typer.Typer) -> None:
-    root.command("eval")(eval_command)
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from domainlm.cli.options import Json
 from domainlm.outputs import to_json
 from domainlm.progress import console
 
@@ -32,7 +33,7 @@ def generate_command(
     num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="Samples per prompt.")] = 1,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16 or float16.")] = "auto",
-    json_out: Annotated[bool, typer.Option("--json", help="Print the samples as JSON on stdout.")] = False,
+    json_out: Json = False,
 ) -> None:
     """Continue prompts with a local model through transformers' generate."""
     from domainlm.eval.generate import GenerationSettings, generate
@@ -55,5 +56,5 @@ def generate_command(
         console.print()
 
 
-def register(root: typer.Typer) -> None:
-    root.command("generate")(generate_command)
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate_command)

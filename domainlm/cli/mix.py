@@ -9,10 +9,11 @@ import typer
 from rich import box
 from rich.table import Table
 
-from domainlm.mix.allocate import human_count
+from domainlm.cli.options import Json, Overwrite, Quiet, out_option
 from domainlm.mix.build import MixResult, build_mix
 from domainlm.mix.config import apply_flags, load_mix_config
 from domainlm.progress import console, err_console
+from domainlm.units import human_count
 
 _SKIP_KINDS = ("malformed_lines", "non_utf8", "empty_files", "empty_documents")  # ReadStats counters
 
@@ -93,7 +94,7 @@ def mix(
         str | None,
         typer.Option(help="HF tokenizer directory, tokenizer.json, or gpt2 / bert-base-uncased (shipped)."),
     ] = None,
-    out: Annotated[str | None, typer.Option(help="Output mix directory.")] = None,
+    out: Annotated[str | None, out_option("Output mix directory.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the held-out split and the shuffle.")] = None,
     total_tokens: Annotated[str | None, typer.Option(help="Training tokens (50M, 1.5B) or 'all'.")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Tokens per packed sequence.")] = None,
@@ -104,9 +105,9 @@ def mix(
     strict: Annotated[
         bool, typer.Option(help="Malformed/undecodable input is an error, not skipped.")
     ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary only (stdout).")] = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: Json = False,
 ) -> None:
     """Mix corpora by token ratio into packed, shuffled token shards with a manifest."""
     loaded = load_mix_config(config, set_ or [])

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from domainlm.cli.options import Json, Quiet
 from domainlm.config import parse_count
 from domainlm.errors import ConfigError
 from domainlm.plan.inputs import PlanInputs, ShapeSpec, two_sources
@@ -26,113 +27,113 @@ def _count(value: str | None, flag: str) -> float | None:
     return float(parse_count(text, flag))
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("plan")
-    def plan_command(
-        flops: str = typer.Option(None, "--flops", help="compute budget in FLOPs, e.g. 5.76e23"),
-        gpus: int = typer.Option(None, "--gpus", help="total GPUs"),
-        gpu_type: str = typer.Option(
-            None, "--gpu-type", help="a100-40gb, a100-80gb, h100-sxm, h100-pcie, h200, l4, v100-32gb ..."
-        ),
-        hours: float = typer.Option(None, "--hours", help="wall-clock hours available"),
-        days: float = typer.Option(None, "--days", help="or days available"),
-        mfu: float = typer.Option(
-            None, "--mfu", help="expected model FLOPs utilization in (0, 1]; default 0.4"
-        ),
-        params: str = typer.Option(None, "--params", help="model size, e.g. 7B"),
-        arch: str = typer.Option("llama", "--arch", help="llama, gpt2, neox, bloom (counting rules)"),
-        layers: int = typer.Option(None, "--layers", help="explicit shape: layers"),
-        hidden: int = typer.Option(None, "--hidden", help="explicit shape: hidden size"),
-        heads: int = typer.Option(None, "--heads", help="explicit shape: attention heads"),
-        kv_heads: int = typer.Option(None, "--kv-heads", help="explicit shape: KV heads (llama GQA)"),
-        ffn: int = typer.Option(None, "--ffn", help="explicit shape: MLP width"),
-        tie: bool = typer.Option(
-            None, "--tie-embeddings/--untie-embeddings", help="explicit shape: tied LM head"
-        ),
-        vocab: int = typer.Option(None, "--vocab", help="vocabulary size; default the mix's, else 32000"),
-        tokens: str = typer.Option(None, "--tokens", help="training tokens, e.g. 1.4T"),
-        domain_tokens: str = typer.Option(None, "--domain-tokens", help="unique domain tokens available"),
-        general_tokens: str = typer.Option(None, "--general-tokens", help="unique general tokens available"),
-        domain_ratio: float = typer.Option(
-            None, "--domain-ratio", help="share of training tokens from the domain, e.g. 0.51"
-        ),
-        mix: Annotated[
-            Path | None, typer.Option("--mix", help="a `domainlm mix` output dir: unique tokens per source")
-        ] = None,
-        seq_len: int = typer.Option(None, "--seq-len", help="sequence length; default the mix's, else 2048"),
-        precision: str = typer.Option("bf16", "--precision", help="bf16, fp16 (mixed) or fp32"),
-        nodes: int = typer.Option(1, "--nodes", help="nodes the GPUs are spread over"),
-        micro_batch: int = typer.Option(
-            None, "--micro-batch", help="sequences per GPU per step; default the largest useful"
-        ),
-        global_batch_tokens: str = typer.Option(
-            None, "--global-batch-tokens", help="tokens per optimizer step; default ~4M"
-        ),
-        checkpointing: bool = typer.Option(
-            None, "--activation-checkpointing/--no-activation-checkpointing", help="default: only if needed"
-        ),
-        offload: str = typer.Option(
-            "none", "--offload", help="most CPU offload to consider: none, optimizer, params"
-        ),
-        attention: str = typer.Option("flash", "--attention", help="flash (SDPA, no stored scores) or eager"),
-        price: float = typer.Option(None, "--price-per-gpu-hour", help="USD per GPU-hour, for the cost"),
-        fit: str = typer.Option(
-            "besiroglu2024", "--fit", help="scaling-law constants: besiroglu2024 or hoffmann2022"
-        ),
-        gpu_catalog: Annotated[
-            Path | None, typer.Option("--gpu-catalog", help="YAML adding GPUs to the catalog")
-        ] = None,
-        as_json: bool = typer.Option(False, "--json", help="print the plan as JSON only"),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="print no tables (with --write-recipe)"),
-        write_recipe: Annotated[
-            Path | None, typer.Option("--write-recipe", help="write a `domainlm pretrain` recipe YAML")
-        ] = None,
-        overwrite: bool = typer.Option(False, "--overwrite", help="let --write-recipe replace a file"),
-    ) -> None:
-        """Size the model and tokens against a compute budget; time, cost and memory per GPU."""
-        if hours is not None and days is not None:
-            raise ConfigError("give --hours or --days, not both")
-        if attention not in ("flash", "eager"):
-            raise ConfigError(f"--attention {attention!r}: use flash or eager")
-        shape_flags = [layers, hidden, heads]
-        if any(v is not None for v in shape_flags) and not all(v is not None for v in shape_flags):
-            raise ConfigError("an explicit shape needs all of --layers, --hidden and --heads")
-        shape = ShapeSpec(layers, hidden, heads, kv_heads, ffn, tie) if layers is not None else None
-        inputs = PlanInputs(
-            flops=_count(flops, "--flops"),
-            num_gpus=gpus,
-            gpu_type=gpu_type,
-            hours=days * 24.0 if days is not None else hours,
-            mfu=mfu,
-            params=_count(params, "--params"),
-            shape=shape,
-            arch=arch,
-            vocab_size=vocab,
-            tokens=_count(tokens, "--tokens"),
-            sources=two_sources(_count(domain_tokens, "--domain-tokens"), _count(general_tokens, "--general-tokens"), domain_ratio),
-            seq_len=seq_len,
-            precision=precision,
-            nodes=nodes,
-            micro_batch=micro_batch,
-            global_batch_tokens=int(_count(global_batch_tokens, "--global-batch-tokens") or 0) or None,
-            activation_checkpointing=checkpointing,
-            offload=offload,
-            flash_attention=attention == "flash",
-            price_per_gpu_hour=price,
-            fit=fit,
-            gpu_catalog=str(gpu_catalog) if gpu_catalog else None,
-            mix_dir=str(mix) if mix else None,
-        )  # fmt: skip
-        plan = make_plan(inputs)
-        if write_recipe is not None:
-            from domainlm.plan.recipe import write_recipe as write
-            from domainlm.pretrain.config import recipe_from_dict  # the recipe schema (contract D)
+def plan_command(
+    flops: str = typer.Option(None, "--flops", help="compute budget in FLOPs, e.g. 5.76e23"),
+    gpus: int = typer.Option(None, "--gpus", help="total GPUs"),
+    gpu_type: str = typer.Option(
+        None, "--gpu-type", help="a100-40gb, a100-80gb, h100-sxm, h100-pcie, h200, l4, v100-32gb ..."
+    ),
+    hours: float = typer.Option(None, "--hours", help="wall-clock hours available"),
+    days: float = typer.Option(None, "--days", help="or days available"),
+    mfu: float = typer.Option(None, "--mfu", help="expected model FLOPs utilization in (0, 1]; default 0.4"),
+    params: str = typer.Option(None, "--params", help="model size, e.g. 7B"),
+    arch: str = typer.Option("llama", "--arch", help="llama, gpt2, neox, bloom (counting rules)"),
+    layers: int = typer.Option(None, "--layers", help="explicit shape: layers"),
+    hidden: int = typer.Option(None, "--hidden", help="explicit shape: hidden size"),
+    heads: int = typer.Option(None, "--heads", help="explicit shape: attention heads"),
+    kv_heads: int = typer.Option(None, "--kv-heads", help="explicit shape: KV heads (llama GQA)"),
+    ffn: int = typer.Option(None, "--ffn", help="explicit shape: MLP width"),
+    tie: bool = typer.Option(
+        None, "--tie-embeddings/--untie-embeddings", help="explicit shape: tied LM head"
+    ),
+    vocab: int = typer.Option(None, "--vocab", help="vocabulary size; default the mix's, else 32000"),
+    tokens: str = typer.Option(None, "--tokens", help="training tokens, e.g. 1.4T"),
+    domain_tokens: str = typer.Option(None, "--domain-tokens", help="unique domain tokens available"),
+    general_tokens: str = typer.Option(None, "--general-tokens", help="unique general tokens available"),
+    domain_ratio: float = typer.Option(
+        None, "--domain-ratio", help="share of training tokens from the domain, e.g. 0.51"
+    ),
+    mix: Annotated[
+        Path | None, typer.Option("--mix", help="a `domainlm mix` output dir: unique tokens per source")
+    ] = None,
+    seq_len: int = typer.Option(None, "--seq-len", help="sequence length; default the mix's, else 2048"),
+    precision: str = typer.Option("bf16", "--precision", help="bf16, fp16 (mixed) or fp32"),
+    nodes: int = typer.Option(1, "--nodes", help="nodes the GPUs are spread over"),
+    micro_batch: int = typer.Option(
+        None, "--micro-batch", help="sequences per GPU per step; default the largest useful"
+    ),
+    global_batch_tokens: str = typer.Option(
+        None, "--global-batch-tokens", help="tokens per optimizer step; default ~4M"
+    ),
+    checkpointing: bool = typer.Option(
+        None, "--activation-checkpointing/--no-activation-checkpointing", help="default: only if needed"
+    ),
+    offload: str = typer.Option(
+        "none", "--offload", help="most CPU offload to consider: none, optimizer, params"
+    ),
+    attention: str = typer.Option("flash", "--attention", help="flash (SDPA, no stored scores) or eager"),
+    price: float = typer.Option(None, "--price-per-gpu-hour", help="USD per GPU-hour, for the cost"),
+    fit: str = typer.Option(
+        "besiroglu2024", "--fit", help="scaling-law constants: besiroglu2024 or hoffmann2022"
+    ),
+    gpu_catalog: Annotated[
+        Path | None, typer.Option("--gpu-catalog", help="YAML adding GPUs to the catalog")
+    ] = None,
+    as_json: Json = False,
+    quiet: Quiet = False,
+    write_recipe: Annotated[
+        Path | None, typer.Option("--write-recipe", help="write a `domainlm pretrain` recipe YAML")
+    ] = None,
+    overwrite: bool = typer.Option(False, "--overwrite", help="let --write-recipe replace a file"),
+) -> None:
+    """Size the model and tokens against a compute budget; time, cost and memory per GPU."""
+    if hours is not None and days is not None:
+        raise ConfigError("give --hours or --days, not both")
+    if attention not in ("flash", "eager"):
+        raise ConfigError(f"--attention {attention!r}: use flash or eager")
+    shape_flags = [layers, hidden, heads]
+    if any(v is not None for v in shape_flags) and not all(v is not None for v in shape_flags):
+        raise ConfigError("an explicit shape needs all of --layers, --hidden and --heads")
+    shape = ShapeSpec(layers, hidden, heads, kv_heads, ffn, tie) if layers is not None else None
+    inputs = PlanInputs(
+        flops=_count(flops, "--flops"),
+        num_gpus=gpus,
+        gpu_type=gpu_type,
+        hours=days * 24.0 if days is not None else hours,
+        mfu=mfu,
+        params=_count(params, "--params"),
+        shape=shape,
+        arch=arch,
+        vocab_size=vocab,
+        tokens=_count(tokens, "--tokens"),
+        sources=two_sources(_count(domain_tokens, "--domain-tokens"), _count(general_tokens, "--general-tokens"), domain_ratio),
+        seq_len=seq_len,
+        precision=precision,
+        nodes=nodes,
+        micro_batch=micro_batch,
+        global_batch_tokens=int(_count(global_batch_tokens, "--global-batch-tokens") or 0) or None,
+        activation_checkpointing=checkpointing,
+        offload=offload,
+        flash_attention=attention == "flash",
+        price_per_gpu_hour=price,
+        fit=fit,
+        gpu_catalog=str(gpu_catalog) if gpu_catalog else None,
+        mix_dir=str(mix) if mix else None,
+    )  # fmt: skip
+    plan = make_plan(inputs)
+    if write_recipe is not None:
+        from domainlm.plan.recipe import write_recipe as write
+        from domainlm.pretrain.config import recipe_from_dict  # the recipe schema (contract D)
 
-            write(plan, mix, write_recipe, nodes, overwrite, validate=recipe_from_dict)
-        if as_json:
-            print(json.dumps(plan.to_dict(), indent=2))
-            return
-        if not quiet:
-            print_plan(plan, console)
-        if write_recipe is not None:
-            err_console.print(f"recipe written to {write_recipe}")
+        write(plan, mix, write_recipe, nodes, overwrite, validate=recipe_from_dict)
+    if as_json:
+        print(json.dumps(plan.to_dict(), indent=2))
+        return
+    if not quiet:
+        print_plan(plan, console)
+    if write_recipe is not None:
+        err_console.print(f"recipe written to {write_recipe}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan_command)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from domainlm.cli.options import Json, Overwrite, Quiet, out_option
 from domainlm.config import load_config_data, validate_config
 from domainlm.errors import ConfigError
 from domainlm.outputs import to_json
@@ -60,7 +61,7 @@ def build_train_config(
 
 @app.command("train")
 def train(
-    out: Annotated[Path, typer.Option("--out", help="Output tokenizer directory.")],
+    out: Annotated[Path, out_option("Output tokenizer directory.")],
     corpus: Annotated[
         list[str] | None,
         typer.Option(
@@ -109,9 +110,9 @@ def train(
     sentinels: Annotated[
         int | None, typer.Option("--sentinels", help="Number of T5 sentinels <extra_id_N>.")
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    json_out: Json = False,
 ) -> None:
     """Train a byte-level BPE or Unigram tokenizer on one or more corpora (optionally mixed by ratio)."""
     from domainlm.tokenizer.train import train_tokenizer
@@ -147,7 +148,7 @@ def extend(
     base: Annotated[
         str, typer.Option("--base", metavar="PATH", help="Base BPE tokenizer directory, or gpt2.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output directory for the extended tokenizer.")],
+    out: Annotated[Path, out_option("Output directory for the extended tokenizer.")],
     corpus: Annotated[
         list[str] | None,
         typer.Option(
@@ -158,9 +159,9 @@ def extend(
     min_frequency: Annotated[
         int, typer.Option("--min-frequency", help="Least pair count for a new token.")
     ] = 2,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")] = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    json_out: Json = False,
 ) -> None:
     """Add the N domain tokens that save the most tokens on the corpora to a BPE tokenizer (new merges),
     writing the tokenizer plus added_tokens_map.json for embedding initialization."""

@@ -10,6 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from domainlm.cli.options import Json, Overwrite, Quiet, out_option
 from domainlm.errors import ConfigError
 from domainlm.outputs import to_json
 from domainlm.progress import console, err_console
@@ -19,9 +20,7 @@ app = typer.Typer(help="Vocabulary coverage: how well tokenizers cover domain te
 
 @app.command("report")
 def report(
-    out: Annotated[
-        Path, typer.Option("--out", help="Output directory for report.json/.md/.html and charts.")
-    ],
+    out: Annotated[Path, out_option("Output directory for report.json/.md/.html and charts.")],
     tokenizer: Annotated[
         list[str] | None,
         typer.Option(
@@ -55,9 +54,9 @@ def report(
     ] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the document sample.")] = 0,
     top_words: Annotated[int, typer.Option("--top-words", help="Fragmented words listed per corpus.")] = 15,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    json_out: Json = False,
 ) -> None:
     """Compare tokenizers on corpora: fertility, bytes/token, split words, unknown and byte-fallback rates,
     vocabulary use, the most fragmented words, term pieces, and tokens relative to a baseline."""

@@ -21,6 +21,7 @@ from domainlm.mix.manifest import is_mix_dir, open_mix
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class EvalDomain:
     """One domain's held-out documents and where they came from."""

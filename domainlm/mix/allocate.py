@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import Literal
 
 from domainlm.errors import DataError
+from domainlm.units import human_count
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,6 @@ class Allocation:
     @property
     def realized_ratio(self) -> float:
         return self.sequences / self.total_sequences
-
-
-def human_count(value: float) -> str:
-    """1234567 -> '1.23M' (decimal suffixes, as token budgets are quoted)."""
-    for scale, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{suffix}"
-    return f"{value:.4g}"
 
 
 def exact_ratios(ratios: list[float]) -> list[Fraction]:

@@ -63,7 +63,9 @@ class SourceInfo(_ManifestModel):
 
 class TokenizerInfo(_ManifestModel):
     path: str
-    fingerprint: str  # domainlm.tokenizer.load.LoadedTokenizer.fingerprint of the tokenizer that wrote the ids
+    fingerprint: (
+        str  # domainlm.tokenizer.load.LoadedTokenizer.fingerprint of the tokenizer that wrote the ids
+    )
     eos_token: str | None = None  # the EOS the mix put after each document (older mixes: see MixManifest)
 
 
@@ -109,7 +111,9 @@ class MixManifest(_ManifestModel):
         for source in self.sources:
             path = self.resolve(source.val.text_path)
             if not path.is_file():
-                raise DataError(f"{path}: held-out text of source {source.name!r} is missing; rebuild the mix")
+                raise DataError(
+                    f"{path}: held-out text of source {source.name!r} is missing; rebuild the mix"
+                )
             pairs.append((source.name, path))
         return pairs
 

@@ -198,7 +198,9 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
     """Every table, then the notes, on `console` (default: stdout)."""
     out = console or Console()
     if not out.is_terminal:
-        out = Console(width=110, file=out.file)  # the memory table needs ~100 columns; piped, rich squeezes to 80
+        out = Console(
+            width=110, file=out.file
+        )  # the memory table needs ~100 columns; piped, rich squeezes to 80
     for part in plan_tables(plan):
         out.print(part)
         out.print()

@@ -14,6 +14,7 @@ from typing import Any
 
 from domainlm.plan.flops import flops_per_token, mfu
 from domainlm.plan.hardware import gpu_for_device
+from domainlm.units import format_duration
 
 
 @dataclass(frozen=True)
@@ -45,18 +46,6 @@ def peak_flops_for(device_name: str | None, precision: str) -> float | None:
         return None
     spec = gpu_for_device(device_name)
     return None if spec is None else spec.peak(precision)
-
-
-def format_duration(seconds: float) -> str:
-    """5h12m, 3m07s, 42s."""
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 def eta_seconds(step: int, max_steps: int, seconds_per_step: float) -> float:

@@ -13,7 +13,9 @@ from typing import Any
 from domainlm.mix.layout import FORMAT, MANIFEST_NAME, val_text_path, val_token_path
 
 
-def source_entry(name: str, available_tokens: int = 1000, target_ratio: float = 1.0, documents: int = 1) -> dict:
+def source_entry(
+    name: str, available_tokens: int = 1000, target_ratio: float = 1.0, documents: int = 1
+) -> dict:
     """One source of a manifest; its held-out files sit at the layout's paths (written or not)."""
     val = {"documents": documents, "tokens": 0, "bytes": 0, "sequences": 0,
            "path": val_token_path(name), "text_path": val_text_path(name)}  # fmt: skip

@@ -234,7 +234,9 @@ def load_tokenizer(
     eos = eos_token or configured
     eos_id = None if eos is None else tokenizer.token_to_id(eos)
     if eos is not None and eos_id is None:
-        raise ConfigError(f"tokenizer {path}: eos_token {eos!r} is not in its vocabulary; set an existing token")
+        raise ConfigError(
+            f"tokenizer {path}: eos_token {eos!r} is not in its vocabulary; set an existing token"
+        )
     label = name or (path.parent.name if path.is_file() else path.name)
     return LoadedTokenizer(
         tokenizer=tokenizer,

@@ -3,7 +3,7 @@ from fractions import Fraction
 import pytest
 
 from domainlm.errors import DataError
-from domainlm.mix.allocate import Supply, allocate, exact_ratios, human_count, largest_remainder
+from domainlm.mix.allocate import Supply, allocate, exact_ratios, largest_remainder
 
 
 def test_largest_remainder_golden():
@@ -74,9 +74,3 @@ def test_source_smaller_than_one_sequence():
 def test_total_too_small_to_give_every_source_a_sequence():
     with pytest.raises(DataError, match="leaves source\\(s\\) b with none"):
         allocate([Supply("a", 0.9, 1_000), Supply("b", 0.1, 1_000)], seq_len=10, total_tokens=40)
-
-
-def test_human_count():
-    assert human_count(1_234_567) == "1.23M"
-    assert human_count(999) == "999"
-    assert human_count(2_000_000_000) == "2B"

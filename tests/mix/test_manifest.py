@@ -33,7 +33,10 @@ def test_fields_paths_and_eos_token(tmp_path):
     for name in ("legal", "finance"):
         (root / "val").mkdir(exist_ok=True)
         (root / "val" / f"{name}.jsonl.gz").write_bytes(b"")
-    assert mix.val_text_paths() == [("legal", root / "val/legal.jsonl.gz"), ("finance", root / "val/finance.jsonl.gz")]
+    assert mix.val_text_paths() == [
+        ("legal", root / "val/legal.jsonl.gz"),
+        ("finance", root / "val/finance.jsonl.gz"),
+    ]
     assert is_mix_dir(root) and not is_mix_dir(root / "val")
 
 

@@ -77,7 +77,9 @@ def test_write_recipe_validates_against_pretrain_schema(mix_dir, tmp_path):
 
 def test_seq_len_flag_that_disagrees_with_the_mix_is_one_line(mix_dir, tmp_path):
     out = tmp_path / "r.yaml"
-    result = runner.invoke(app, [*A100_30_DAYS, "--mix", str(mix_dir), "--seq-len", "4096", "--write-recipe", str(out)])
+    result = runner.invoke(
+        app, [*A100_30_DAYS, "--mix", str(mix_dir), "--seq-len", "4096", "--write-recipe", str(out)]
+    )
     message = str(result.exception)
     assert "--seq-len 4096 (flag) disagrees with seq_len 2048 of the mix" in message
     assert str(mix_dir / "manifest.json") in message and not out.exists()

@@ -104,9 +104,14 @@ def test_bad_mix(tmp_path, mix_dir):
 
 def test_flags_that_disagree_with_the_mix_are_errors_naming_both(mix_dir):
     # Before: --seq-len 4096 silently beat the mix's 2048 and the plan sized a run the data cannot feed.
-    with pytest.raises(ConfigError, match=r"--seq-len 4096 \(flag\) disagrees with seq_len 2048 of the mix \(.*manifest.json\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--seq-len 4096 \(flag\) disagrees with seq_len 2048 of the mix \(.*manifest.json\)",
+    ):
         make_plan(PlanInputs(flops=1e22, mix_dir=str(mix_dir), seq_len=4096))
-    with pytest.raises(ConfigError, match=r"--vocab 32000 \(flag\) disagrees with vocab_size 131072 of the mix"):
+    with pytest.raises(
+        ConfigError, match=r"--vocab 32000 \(flag\) disagrees with vocab_size 131072 of the mix"
+    ):
         make_plan(PlanInputs(flops=1e22, mix_dir=str(mix_dir), vocab_size=32000))
     same = make_plan(PlanInputs(flops=1e22, mix_dir=str(mix_dir), seq_len=2048, vocab_size=131072))
     assert (same.seq_len, same.shape.vocab_size) == (2048, 131072)

@@ -40,7 +40,12 @@ def _copy_with_swapped_ids(tmp_path: Path) -> Path:
 
 
 def test_identity_of_the_shipped_tokenizers(gpt2):
-    assert (gpt2.vocab_size, gpt2.eos_token, gpt2.eos_token_id, gpt2.dtype) == (50257, "<|endoftext|>", 50256, "uint16")
+    assert (gpt2.vocab_size, gpt2.eos_token, gpt2.eos_token_id, gpt2.dtype) == (
+        50257,
+        "<|endoftext|>",
+        50256,
+        "uint16",
+    )
     assert load_tokenizer("gpt2").fingerprint == gpt2.fingerprint  # the shipped name loads the same folder
     assert load_tokenizer(GPT2 / "tokenizer.json").fingerprint == gpt2.fingerprint
     bert = load_tokenizer("bert-base-uncased")
@@ -58,7 +63,11 @@ def test_fingerprint_ignores_paths_and_truncation_but_not_eos(gpt2, tmp_path):
 
 
 def test_matching_tokenizer_passes(gpt2, tmp_path):
-    check_matches_mix(load_tokenizer(shutil.copytree(GPT2, tmp_path / "copy")), _mix_of(tmp_path / "mix", gpt2), "data.tokenizer")
+    check_matches_mix(
+        load_tokenizer(shutil.copytree(GPT2, tmp_path / "copy")),
+        _mix_of(tmp_path / "mix", gpt2),
+        "data.tokenizer",
+    )
 
 
 def test_same_size_other_ids_is_refused(gpt2, tmp_path):
@@ -83,7 +92,9 @@ def test_other_eos_id_is_refused(gpt2, tmp_path):
 
 def test_other_vocab_size_is_refused(gpt2, tmp_path):
     mix = _mix_of(tmp_path / "mix", gpt2)
-    with pytest.raises(DataError, match=rf"tokenizer vocab size 30522 but the mix's {mix.path} records 50257"):
+    with pytest.raises(
+        DataError, match=rf"tokenizer vocab size 30522 but the mix's {mix.path} records 50257"
+    ):
         check_matches_mix(load_tokenizer("bert-base-uncased", eos_token="[SEP]"), mix, "data.tokenizer")
 
 
@@ -91,7 +102,9 @@ def test_tokenizer_json_that_is_not_json_is_one_line(tmp_path):
     folder = tmp_path / "tok"
     folder.mkdir()
     (folder / "tokenizer.json").write_text('{"model": ', encoding="utf-8")
-    with pytest.raises(DataError, match=rf"^tokenizer {folder / 'tokenizer.json'}: not valid JSON \(Expecting value"):
+    with pytest.raises(
+        DataError, match=rf"^tokenizer {folder / 'tokenizer.json'}: not valid JSON \(Expecting value"
+    ):
         load_tokenizer(folder)
     (folder / "tokenizer.json").write_bytes(b"\xff\xfe not utf-8")
     with pytest.raises(DataError, match="tokenizer.json: not valid JSON"):
