@@ -103,8 +103,8 @@ def _protected(real: Path) -> str | None:
             return "is the current directory" if real == cwd else f"contains the current directory {cwd}"
     if (real / ".git").exists():
         return "is a git repository root"
-    if _is_same_or_ancestor(real, _PACKAGE_DIR):
-        return f"contains domainlm's own code ({_PACKAGE_DIR})"
+    if _is_same_or_ancestor(real, _PACKAGE_DIR) or _PACKAGE_DIR in real.parents:
+        return f"is or contains domainlm's own code ({_PACKAGE_DIR})"
     return None
 
 
