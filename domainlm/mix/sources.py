@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from domainlm.corpus import CorpusReader, Document
+from domainlm.corpus.fingerprint import corpus_fingerprint
 from domainlm.mix import layout
 from domainlm.mix.encode import BatchEncoder
-from domainlm.outputs import fingerprint_files
 
 BATCH_CHARS = 2_000_000  # ~1 s of tokenizing on 2 cores: big enough for rayon, small for memory
 BATCH_DOCS = 4096
@@ -61,12 +61,6 @@ class HeldOut:
     def __call__(self, index: int) -> bool:
         f, u = self.fraction, self.phase
         return int((index + 1) * f + u) > int(index * f + u)
-
-
-def input_fingerprint(files: list[Path]) -> str:
-    """sha256 over the names and bytes of a source's files (a saved dataset: every file inside)."""
-    expanded = [p for f in files for p in ([f] if f.is_file() else sorted(f.rglob("*"))) if p.is_file()]
-    return fingerprint_files(expanded)
 
 
 def _batches(documents: Iterator[Document]) -> Iterator[list[Document]]:
@@ -150,7 +144,7 @@ def tokenize_source(
     `on_batch(documents, text_bytes)` is called after each batch (progress bars).
     """
     files = [Path(f) for f in reader.files]
-    result = SourceTokens(name, [str(f) for f in files], input_fingerprint(files))
+    result = SourceTokens(name, [str(f) for f in files], corpus_fingerprint(files))
     base = os.path.commonpath([str(f.parent) for f in files])
     held_out = HeldOut(val_fraction, seed, name)
     train_out = val_out = None

@@ -21,11 +21,11 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from domainlm.corpus import CorpusReader
+from domainlm.corpus.fingerprint import corpus_fingerprint
 from domainlm.errors import ConfigError
 from domainlm.outputs import atomic_output_dir, check_output_dir, write_json
 from domainlm.progress import make_progress
 from domainlm.tokenizer.load import LoadedTokenizer, load_tokenizer
-from domainlm.tokenizer.sampling import corpus_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,9 @@ import logging
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from domainlm.corpus import CorpusReader
-from domainlm.outputs import fingerprint_files
+from domainlm.corpus.fingerprint import corpus_fingerprint
 from domainlm.tokenizer.config import CorpusSpec, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -54,14 +53,6 @@ class CorpusPlan:
             "sampled": sampled,
             "read_stats": self.reader.stats.as_dict(),
         }
-
-
-def corpus_fingerprint(files: list[Path]) -> str:
-    """sha256 over every file of a corpus (a saved `datasets` folder counts as its files)."""
-    flat: list[Path] = []
-    for path in files:
-        flat.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
-    return fingerprint_files(flat)
 
 
 def open_corpora(config: TrainConfig) -> list[CorpusPlan]:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from domainlm.corpus.fingerprint import corpus_fingerprint
 from domainlm.corpus.readers import CorpusReader, Document
 from domainlm.errors import ConfigError
-from domainlm.outputs import fingerprint_files
 
 _NAMED = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 
@@ -69,12 +69,11 @@ def describe_inputs(
     (`read_stats` when the reading happened in other processes, else the readers' own stats)."""
     entries = []
     for index, reader in enumerate(readers):
-        files = [f for path in reader.files for f in ([path] if path.is_file() else sorted(path.rglob("*")))]
         entries.append(
             {
                 "source": reader.source,
                 "paths": [str(p) for p in reader.files],
-                "fingerprint": fingerprint_files([f for f in files if f.is_file()]),
+                "fingerprint": corpus_fingerprint(reader.files),
                 "read": read_stats[index] if read_stats is not None else reader.stats.as_dict(),
             }
         )

@@ -1,0 +1,21 @@
+"""Corpus files -> one content fingerprint, the same wherever a stage records its inputs.
+
+Used by curate's report, the tokenizer and extend manifests and each source of a mix manifest, so
+one corpus has one fingerprint across all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from domainlm.outputs import fingerprint_files
+
+
+def corpus_fingerprint(files: Iterable[Path]) -> str:
+    """sha256 over the names and bytes of a corpus's files; a folder (a saved `datasets` dataset)
+    counts as every file inside it."""
+    flat: list[Path] = []
+    for path in map(Path, files):
+        flat.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    return fingerprint_files(flat)
