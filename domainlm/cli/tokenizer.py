@@ -11,6 +11,7 @@ from rich.table import Table
 from domainlm.cli.options import Json, Overwrite, Quiet, out_option
 from domainlm.config import load_config_data, validate_config
 from domainlm.errors import ConfigError
+from domainlm.naming import split_named
 from domainlm.outputs import to_json
 from domainlm.progress import console
 
@@ -22,13 +23,14 @@ app = typer.Typer(
 def _parse_ratios(items: list[str]) -> dict[str, float]:
     ratios = {}
     for item in items:
-        name, sep, value = item.partition("=")
+        name, value = split_named(item, "--ratio", "SHARE")
         try:
-            ratios[name.strip()] = float(value)
+            share = float(value)
         except ValueError:
-            sep = ""
-        if not sep or not name.strip():
+            share = None
+        if name is None or share is None:
             raise ConfigError(f"--ratio {item!r}: expected NAME=SHARE, e.g. --ratio finance=0.51")
+        ratios[name] = share
     return ratios
 
 

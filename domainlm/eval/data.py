@@ -18,6 +18,7 @@ from domainlm.assets import SAMPLE_DOMAINS, sample_corpus
 from domainlm.corpus import CorpusReader
 from domainlm.errors import ConfigError, DataError
 from domainlm.mix.manifest import is_mix_dir, open_mix
+from domainlm.naming import name_from_path, split_named
 
 logger = logging.getLogger(__name__)
 
@@ -41,23 +42,20 @@ class EvalDomain:
 
 def parse_data_spec(spec: str) -> list[tuple[str, Path]]:
     """One `--data` value -> (domain name, path) pairs; nothing is read yet."""
-    name, sep, raw_path = spec.partition("=")
-    if sep:
-        if not name.strip() or not raw_path.strip():
-            raise ConfigError(f"--data {spec!r}: expected NAME=PATH, e.g. --data legal=val/legal.jsonl")
-        path = Path(raw_path).expanduser()
-        if is_mix_dir(path):
+    name, value = split_named(spec, "--data")
+    path = Path(value).expanduser()
+    if is_mix_dir(path):
+        if name is not None:
             raise ConfigError(
                 f"--data {spec!r}: {path} is a mix directory; pass it without NAME= to get its sources"
             )
-        return [(name.strip(), path)]
-    path = Path(spec).expanduser()
-    if is_mix_dir(path):
         return open_mix(path).val_text_paths()
     if path.exists():
-        return [(path.name.split(".")[0], path)]
-    if spec in SAMPLE_DOMAINS:
-        return [(spec, sample_corpus(spec))]
+        return [(name or name_from_path(path), path)]
+    if value in SAMPLE_DOMAINS:
+        return [(name or value, sample_corpus(value))]
+    if name is not None:
+        return [(name, path)]  # a glob, or a missing file: the corpus reader says which
     raise ConfigError(
         f"--data {spec!r}: no such mix directory or corpus path, and not a shipped sample "
         f"({', '.join(SAMPLE_DOMAINS)}); pass a mix dir, a corpus path or NAME=PATH"

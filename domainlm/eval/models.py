@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from domainlm.errors import ConfigError, DataError, ResourceError
+from domainlm.naming import split_named
 
 ModelKind = Literal["causal", "masked", "seq2seq"]
 
@@ -48,11 +49,9 @@ def parse_model_specs(values: list[str]) -> list[ModelSpec]:
         raise ConfigError("--model: give at least one local model directory (DIR or NAME=DIR)")
     specs: list[ModelSpec] = []
     for value in values:
-        name, sep, raw_path = value.partition("=")
-        if sep and (not name.strip() or not raw_path.strip()):
-            raise ConfigError(f"--model {value!r}: expected DIR or NAME=DIR")
-        path = Path(raw_path if sep else value).expanduser()
-        name = name.strip() if sep else (path.resolve().name or str(path))
+        name, raw_path = split_named(value, "--model", "DIR")
+        path = Path(raw_path).expanduser()
+        name = name or path.resolve().name or str(path)  # a model dir keeps its dots: llama-3.2-1b
         if not (path / "config.json").is_file():
             raise ConfigError(
                 f"--model {value!r}: {path} is not a local Hugging Face model directory (no config.json); "

@@ -10,23 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from domainlm.assets import SAMPLE_DOMAINS, TERMS_DIR, TOKENIZERS_DIR, sample_corpus, term_list
-from domainlm.errors import ConfigError
+from domainlm.naming import name_from_path, split_named
 
 SHIPPED_TOKENIZERS = ("gpt2", "bert-base-uncased")
 SHIPPED_TERM_LISTS = ("finance", "legal", "medical", "medical-abbreviations")
-
-
-def _split(text: str, flag: str) -> tuple[str | None, str]:
-    name, sep, value = text.partition("=")
-    if not sep:
-        return None, text
-    if not name.strip() or not value.strip():
-        raise ConfigError(f"{flag} {text!r}: expected NAME=PATH or a shipped name")
-    return name.strip(), value.strip()
-
-
-def _default_name(path: str) -> str:
-    return Path(path.rstrip("/")).name.split(".")[0] or path
 
 
 def shipped_tokenizer_dir(name: str) -> Path | None:
@@ -36,27 +23,27 @@ def shipped_tokenizer_dir(name: str) -> Path | None:
 
 def resolve_tokenizer(text: str) -> tuple[str, Path]:
     """'gpt2' -> shipped GPT-2; 'mine=out/tok' -> ('mine', out/tok); 'out/tok' -> ('tok', out/tok)."""
-    name, value = _split(text, "--tokenizer")
+    name, value = split_named(text, "--tokenizer")
     shipped = shipped_tokenizer_dir(value)
     if shipped is not None and not Path(value).exists():
         return name or value, shipped
-    return name or _default_name(value), Path(value).expanduser()
+    return name or name_from_path(value), Path(value).expanduser()
 
 
 def resolve_corpus(text: str) -> tuple[str, Path]:
     """'legal' -> the shipped legal sample; 'fin=data/fin/*.jsonl' -> ('fin', that glob)."""
-    name, value = _split(text, "--corpus")
+    name, value = split_named(text, "--corpus")
     if value in SAMPLE_DOMAINS and not Path(value).exists():
         return name or value, sample_corpus(value)
-    return name or _default_name(value), Path(value).expanduser()
+    return name or name_from_path(value), Path(value).expanduser()
 
 
 def resolve_terms(text: str) -> tuple[str, Path]:
     """'legal' -> the shipped legal term list; 'mine=terms.txt' -> ('mine', terms.txt)."""
-    name, value = _split(text, "--terms")
+    name, value = split_named(text, "--terms")
     if value in SHIPPED_TERM_LISTS and not Path(value).exists():
         path = (
             TERMS_DIR / "medical_abbreviations.json" if value == "medical-abbreviations" else term_list(value)
         )
         return name or value, path
-    return name or _default_name(value), Path(value).expanduser()
+    return name or name_from_path(value), Path(value).expanduser()

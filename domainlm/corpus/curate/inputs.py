@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from domainlm.corpus.fingerprint import corpus_fingerprint
 from domainlm.corpus.readers import CorpusReader, Document
 from domainlm.errors import ConfigError
-
-_NAMED = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
+from domainlm.naming import split_named
 
 
 @dataclass(frozen=True)
@@ -35,8 +32,7 @@ def parse_corpus_args(args: list[str], text_field: str = "text") -> list[CorpusS
         )
     specs: list[CorpusSpec] = []
     for arg in args:
-        match = _NAMED.match(arg)
-        name, path = (match.group(1), match.group(2)) if match and not Path(arg).exists() else (None, arg)
+        name, path = split_named(arg, "CORPUS")
         reader = CorpusReader(path, source=name, text_field=text_field)
         specs.append(CorpusSpec(reader.source, (path,), text_field))
     names = [spec.source for spec in specs]
