@@ -15,7 +15,7 @@ import domainlm
 PACKAGE = Path(domainlm.__file__).parent
 
 # Rank of each top-level part of domainlm: a module may import ranks <= its own.
-SHARED = ("errors", "config", "outputs", "progress", "assets", "units", "losses", "naming")
+SHARED = ("errors", "config", "outputs", "progress", "assets", "units", "losses", "naming", "architectures")
 PIPELINE = ("corpus", "tokenizer", "mix", "plan", "pretrain", "eval")
 ON_TOP = ("testing", "demo", "cli", "__main__")
 RANK = {name: 0 for name in ("", *SHARED)} | {

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from domainlm.architectures import ModelKind, auto_class
 from domainlm.errors import ConfigError, DataError, ResourceError
 from domainlm.naming import split_named
-
-ModelKind = Literal["causal", "masked", "seq2seq"]
 
 # Config fields that hold the longest input a model accepts, in the order HF model families use them.
 _CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length")
@@ -126,18 +125,10 @@ def inspect_model(spec: ModelSpec) -> ModelInfo:
     )
 
 
-def model_class(kind: ModelKind) -> Any:
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
-
-    return {"causal": AutoModelForCausalLM, "masked": AutoModelForMaskedLM, "seq2seq": AutoModelForSeq2SeqLM}[
-        kind
-    ]
-
-
 def load_weights(info: ModelInfo, device: Any, dtype: Any) -> Any:
     """The model in eval mode on `device` in `dtype`."""
     try:
-        model = model_class(info.kind).from_pretrained(
+        model = auto_class(info.kind).from_pretrained(
             info.spec.path, config=info.config, dtype=dtype, local_files_only=True
         )
     except (OSError, ValueError) as exc:

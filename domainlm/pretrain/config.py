@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from domainlm.architectures import KIND_OF_ARCH, OBJECTIVE_OF_KIND
 from domainlm.assets import shipped_recipes_dir
 from domainlm.config import (
     ConfigPath,
@@ -31,13 +32,8 @@ RECIPES_DIR = shipped_recipes_dir()
 
 Arch = Literal["llama", "bert", "roberta", "t5"]
 ObjectiveName = Literal["causal", "mlm", "span_corruption"]
-# The objective each architecture family trains with; a mismatch is a recipe error.
-OBJECTIVE_FOR_ARCH: dict[str, str] = {
-    "llama": "causal",
-    "bert": "mlm",
-    "roberta": "mlm",
-    "t5": "span_corruption",
-}
+# The objective each architecture family trains with (domainlm.architectures); a mismatch is a recipe error.
+OBJECTIVE_FOR_ARCH: dict[str, str] = {arch: OBJECTIVE_OF_KIND[kind] for arch, kind in KIND_OF_ARCH.items()}
 
 
 class ModelConfig(StrictModel):

@@ -14,9 +14,6 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForSeq2SeqLM,
     BertConfig,
     LlamaConfig,
     PretrainedConfig,
@@ -25,18 +22,12 @@ from transformers import (
     T5Config,
 )
 
+from domainlm.architectures import KIND_OF_ARCH, auto_class
 from domainlm.errors import ConfigError
+from domainlm.plan.shapes import llama_ffn_size
 from domainlm.pretrain.config import ModelConfig
 
 log = logging.getLogger(__name__)
-
-# The HF auto class that loads each family's export (contract E).
-AUTO_CLASS = {
-    "llama": AutoModelForCausalLM,
-    "bert": AutoModelForMaskedLM,
-    "roberta": AutoModelForMaskedLM,
-    "t5": AutoModelForSeq2SeqLM,
-}
 
 
 @dataclass(frozen=True)
@@ -49,11 +40,6 @@ class TokenIds:
     bos_token_id: int | None = None
 
 
-def _llama_intermediate(hidden: int) -> int:
-    """SwiGLU width 8/3 H rounded up to a multiple of 256 (Llama), keeping FLOPs near a 4H GELU MLP."""
-    return 256 * -(-int(8 * hidden / 3) // 256)
-
-
 def build_model_config(cfg: ModelConfig, ids: TokenIds, seq_len: int) -> PretrainedConfig:
     """A transformers config for `cfg.arch` at the tokenizer's vocabulary size."""
     max_pos = cfg.max_position_embeddings or seq_len
@@ -61,7 +47,7 @@ def build_model_config(cfg: ModelConfig, ids: TokenIds, seq_len: int) -> Pretrai
     if cfg.arch == "llama":
         return LlamaConfig(
             hidden_size=cfg.hidden_size,
-            intermediate_size=cfg.intermediate_size or _llama_intermediate(cfg.hidden_size),
+            intermediate_size=cfg.intermediate_size or llama_ffn_size(cfg.hidden_size),
             num_hidden_layers=cfg.num_layers,
             num_attention_heads=cfg.num_heads,
             num_key_value_heads=cfg.num_kv_heads or cfg.num_heads,
@@ -113,7 +99,7 @@ def build_model(cfg: ModelConfig, ids: TokenIds, seq_len: int, seed: int) -> Pre
     DeepSpeed casts to bf16/fp16 and moves to the device; ZeRO-3 partitions at `initialize`.
     """
     torch.manual_seed(seed)
-    auto_cls = AUTO_CLASS[cfg.arch]
+    auto_cls = auto_class(KIND_OF_ARCH[cfg.arch])  # the class that loads the export too (contract E)
     if cfg.init_from is not None:
         return load_pretrained(cfg, auto_cls)
     config = build_model_config(cfg, ids, seq_len)
@@ -133,7 +119,7 @@ def load_pretrained(cfg: ModelConfig, auto_cls: type) -> PreTrainedModel:
             f"model.init_from {path}: not an HF model directory (no config.json); give a local dir"
         )
     config = AutoConfig.from_pretrained(path)
-    family = {"llama": "llama", "bert": "bert", "roberta": "roberta", "t5": "t5"}.get(config.model_type)
+    family = config.model_type if config.model_type in KIND_OF_ARCH else None
     if family is None and cfg.arch != "llama":
         raise ConfigError(
             f"model.init_from {path}: model_type {config.model_type!r} does not fit arch {cfg.arch!r}"

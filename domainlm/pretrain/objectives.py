@@ -7,8 +7,8 @@ Public API (what the training loop uses):
   all_special); `special_ids_from_tokenizer(tokenizer)` derives it from a Hugging Face tokenizer.
 - `build_objective(name, *, vocab_size, special, seq_len, seed, ...) -> Objective`.
 - `Objective`: `objective(batch, step, rank) -> dict[str, Tensor]`, ready for `model(**out)`;
-  `objective.model_family` ("causal" | "mlm" | "seq2seq"), `objective.auto_model_class()`
-  (AutoModelForCausalLM | AutoModelForMaskedLM | AutoModelForSeq2SeqLM),
+  `objective.model_family` ("causal" | "masked" | "seq2seq", domainlm.architectures.ModelKind),
+  `objective.auto_model_class()` (AutoModelForCausalLM | AutoModelForMaskedLM | AutoModelForSeq2SeqLM),
   `objective.encoder_length` / `objective.decoder_length` (fixed output shapes; the decoder length
   is None for the single-stack families).
 - `span_corruption_lengths(tokens_length, ...)` and `compute_input_and_target_lengths(inputs_length,
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from domainlm.architectures import ModelKind, auto_class
 from domainlm.errors import ConfigError, DataError
 from domainlm.losses import IGNORE_INDEX
 
@@ -107,7 +108,7 @@ class Objective(ABC):
     seed: int
 
     name: str = field(init=False, default="")
-    model_family: str = field(init=False, default="")
+    model_family: ModelKind = field(init=False, default="causal")
 
     @abstractmethod
     def build(self, batch: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
@@ -125,13 +126,7 @@ class Objective(ABC):
 
     def auto_model_class(self) -> type:
         """The transformers Auto class that builds a model for this objective."""
-        import transformers  # deferred: importing transformers costs seconds
-
-        return {
-            "causal": transformers.AutoModelForCausalLM,
-            "mlm": transformers.AutoModelForMaskedLM,
-            "seq2seq": transformers.AutoModelForSeq2SeqLM,
-        }[self.model_family]
+        return auto_class(self.model_family)
 
     def __call__(self, batch: Tensor, step: int, rank: int) -> dict[str, Tensor]:
         if batch.dim() != 2 or batch.shape[1] != self.seq_len:
@@ -148,7 +143,7 @@ class CausalLM(Objective):
     """Next-token prediction; labels equal the inputs because transformers shifts them inside the model."""
 
     name: str = field(init=False, default="causal")
-    model_family: str = field(init=False, default="causal")
+    model_family: ModelKind = field(init=False, default="causal")
 
     def build(self, batch: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
         # Predicting across an EOS into the next packed document is standard (GPT-2, Llama, BloombergGPT).
@@ -179,7 +174,7 @@ class MaskedLM(Objective):
     wrap: bool = True
 
     name: str = field(init=False, default="mlm")
-    model_family: str = field(init=False, default="mlm")
+    model_family: ModelKind = field(init=False, default="masked")
 
     def __post_init__(self) -> None:
         if not 0 < self.mlm_probability < 1:
@@ -337,7 +332,7 @@ class SpanCorruption(Objective):
     decoder_start_id: int | None = None  # defaults to special.pad
 
     name: str = field(init=False, default="span_corruption")
-    model_family: str = field(init=False, default="seq2seq")
+    model_family: ModelKind = field(init=False, default="seq2seq")
 
     def __post_init__(self) -> None:
         if self.seq_len < 2:
