@@ -29,11 +29,6 @@ def approx_training_flops(num_params: float, num_tokens: float) -> float:
     return 6.0 * num_params * num_tokens
 
 
-def training_flops(num_tokens: float, per_token: float) -> float:
-    """Total training FLOPs for `num_tokens` at `per_token` FLOPs each (from `flops_per_token`)."""
-    return num_tokens * per_token
-
-
 def mfu(
     per_token: float, tokens_per_second: float, peak_flops: float | None, num_gpus: int = 1
 ) -> float | None:

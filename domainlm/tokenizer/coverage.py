@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import string
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +31,6 @@ from domainlm.tokenizer.load import LoadedTokenizer, load_tokenizer
 log = logging.getLogger(__name__)
 
 REPORT_FORMAT = "domainlm.vocab_report/v1"
-WORD_RE = re.compile(r"\S+")
 _STRIP = string.punctuation + "“”‘’«»—–…"
 _CANDIDATE_WORDS = 1000  # most frequent word types considered for the fragmented-words list
 
