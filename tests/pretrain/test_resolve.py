@@ -121,7 +121,10 @@ def test_model_positions_shorter_than_seq_len(tiny_data, tmp_path):
 
 def test_same_size_other_tokenizer_is_refused(tiny_data, tmp_path):
     """Before: only `vocab >= manifest vocab` was checked, so this trained silently on the wrong ids."""
-    other = build_tokenizer(tmp_path / "other", read_docs("general", 24, 4000)[::-1])  # also 384 tokens
+    from domainlm.tokenizer.load import load_tokenizer
+
+    other = build_tokenizer(tmp_path / "other", read_docs("general", 24, 4000)[::-1])
+    assert load_tokenizer(other).vocab_size == load_tokenizer(tiny_data[0]).vocab_size == 384
     recipe = _recipe(tmp_path, {"mix": str(tiny_data[1]), "tokenizer": str(other)})
     with pytest.raises(DataError, match=r"fingerprint"):
         prepare_run(recipe, out=tmp_path / "run")
