@@ -62,7 +62,7 @@ def _encoder(loaded: LoadedTokenizer, readers: list[CorpusReader]) -> BatchEncod
     exact = splitting_is_exact(loaded.tokenizer, samples)
     if not exact:
         log.info("tokenizer %s: split documents would tokenize differently; encoding them whole", loaded.path)
-    return BatchEncoder(loaded, split_long=exact)
+    return BatchEncoder(loaded, split_long=exact, probe_texts=samples)
 
 
 class _SourceBar:
@@ -105,8 +105,9 @@ def _allocate(config: MixConfig, sources: list[SourceTokens]) -> list[Allocation
     return allocate(supplies, config.seq_len, config.total_tokens)
 
 
-def _tokenizer_entry(loaded: LoadedTokenizer) -> dict:
+def _tokenizer_entry(loaded: LoadedTokenizer, encoder_name: str) -> dict:
     return {
+        "encoder": encoder_name,  # what wrote the ids: tiktoken or tokenizers (the same ids, proved)
         "path": str(loaded.path),
         "fingerprint": loaded.fingerprint,
         "eos_token": loaded.eos_token,
@@ -117,7 +118,13 @@ def _tokenizer_entry(loaded: LoadedTokenizer) -> dict:
 
 
 def _write_outputs(
-    root: Path, config: MixConfig, loaded: LoadedTokenizer, allocations, sources, progress: Progress
+    root: Path,
+    config: MixConfig,
+    loaded: LoadedTokenizer,
+    allocations,
+    sources,
+    progress: Progress,
+    encoder_name: str,
 ) -> dict:
     total = sum(a.sequences for a in allocations)
     task = progress.add_task("write shards", total=total)
@@ -130,7 +137,7 @@ def _write_outputs(
     manifest = build_manifest(
         root,
         config.model_dump(mode="json"),
-        _tokenizer_entry(loaded),
+        _tokenizer_entry(loaded, encoder_name),
         allocations,
         sources,
         val_sequences,
@@ -170,5 +177,7 @@ def build_mix(
         allocations = _allocate(config, sources)
         manifest = None
         if root is not None:
-            manifest = _write_outputs(root, config, loaded, allocations, sources, progress)
+            manifest = _write_outputs(
+                root, config, loaded, allocations, sources, progress, encoder.encoder_name
+            )
     return MixResult(allocations, sources, loaded, time.perf_counter() - started, out, manifest)

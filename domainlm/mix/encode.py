@@ -1,7 +1,9 @@
 """A local HF tokenizer + batches of documents -> flat token arrays with one EOS after each document.
 
-Speed: `Tokenizer.encode_batch_fast` runs in Rust on all cores (rayon over the items of a batch,
-GIL released) and skips the character offsets that `encode_batch` computes. A batch holding a few
+Speed: byte-level BPE tokenizers are encoded by tiktoken's core (tokenizer/fast_bpe.py: the same
+ids, proved on probes and the run's first documents, several times less CPU); others by
+`Tokenizer.encode_batch_fast`. Both run on all cores (threads over the items of a batch, GIL
+released) and skip the character offsets that `encode_batch` computes. A batch holding a few
 very long documents would leave cores idle, so documents longer than `chunk_chars` are cut into
 pieces first, only just before a newline that is followed by a non-space character. For byte-level
 BPE (GPT-2, RoBERTa, ...) and whitespace pre-tokenizers (BERT) the pre-tokenizer already breaks
@@ -22,6 +24,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from domainlm.errors import ConfigError
+from domainlm.tokenizer.fast_bpe import Encoder, TokenizersEncoder, build_encoder
 from domainlm.tokenizer.load import LoadedTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -78,12 +81,33 @@ def splitting_is_exact(tokenizer: Tokenizer, samples: Sequence[str], chunk_chars
 
 
 class BatchEncoder:
-    """Encode batches of documents into one flat array per document (tokens then EOS)."""
+    """Encode batches of documents into one flat array per document (tokens then EOS).
 
-    def __init__(self, loaded: LoadedTokenizer, split_long: bool = True, chunk_chars: int = CHUNK_CHARS):
+    The ids come from the fastest encoder proved to give the tokenizer's own ids on probes and
+    `probe_texts` (tokenizer/fast_bpe.py: tiktoken for byte-level BPE, else `tokenizers`; `fast=False`
+    forces `tokenizers`). `encoder_name` says which one ran, for the manifest.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedTokenizer,
+        split_long: bool = True,
+        chunk_chars: int = CHUNK_CHARS,
+        probe_texts: Sequence[str] = (),
+        fast: bool = True,
+    ):
         self.loaded = loaded
         self.split_long = split_long
         self.chunk_chars = chunk_chars
+        tokenizer = loaded.tokenizer
+        self.encoder: Encoder = (
+            build_encoder(tokenizer, probe_texts) if fast else TokenizersEncoder(tokenizer)
+        )
+        log.debug("tokenizer %s: encoding with %s", loaded.path, self.encoder.name)
+
+    @property
+    def encoder_name(self) -> str:
+        return self.encoder.name
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, lengths): all documents' tokens back to back, each followed by EOS; per-doc lengths."""
@@ -91,8 +115,8 @@ class BatchEncoder:
             pieces_per_doc = [split_text(text, self.chunk_chars) for text in texts]
         else:
             pieces_per_doc = [[text] for text in texts]
-        ids = _encode_ids(self.loaded.tokenizer, list(chain.from_iterable(pieces_per_doc)))
-        eos = [self.loaded.eos_token_id]
+        ids = self.encoder.encode_batch(list(chain.from_iterable(pieces_per_doc)))
+        eos = np.array([self.loaded.eos_token_id], dtype=self.loaded.dtype)
         parts, lengths, k = [], [], 0
         for pieces in pieces_per_doc:
             doc = ids[k : k + len(pieces)]
@@ -100,5 +124,6 @@ class BatchEncoder:
             lengths.append(sum(len(p) for p in doc) + 1)
             parts.extend(doc)
             parts.append(eos)
-        flat = np.fromiter(chain.from_iterable(parts), dtype=self.loaded.dtype, count=sum(lengths))
+        # ids are < vocab_size, so the cast to the mix dtype (uint16 for most vocabularies) is exact
+        flat = np.concatenate(parts).astype(self.loaded.dtype, copy=False) if parts else eos[:0]
         return flat, np.asarray(lengths, dtype=np.int64)

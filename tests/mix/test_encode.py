@@ -100,3 +100,16 @@ def test_splitting_detected_as_inexact_for_metaspace_always():
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always")
     assert not splitting_is_exact(tok, [])
+
+
+def test_fast_encoder_writes_the_same_tokens(gpt2):
+    docs = [doc.text for _, doc in zip(range(40), CorpusReader(sample_corpus("legal")), strict=False)]
+    docs += ["", "a<|endoftext|>b", "lone \ud800 surrogate"]
+    fast = BatchEncoder(gpt2, chunk_chars=500, probe_texts=docs[:3])
+    reference = BatchEncoder(gpt2, chunk_chars=500, fast=False)
+    assert (fast.encoder_name, reference.encoder_name) == ("tiktoken", "tokenizers")
+    tokens, lengths = fast.encode(docs)
+    want_tokens, want_lengths = reference.encode(docs)
+    assert tokens.dtype == want_tokens.dtype == np.uint16
+    assert np.array_equal(tokens, want_tokens) and np.array_equal(lengths, want_lengths)
+    assert fast.encode([])[0].tolist() == []
