@@ -29,6 +29,7 @@ COMMAND_MODULES: list[str] = [
     "domainlm.cli.vocab",
     "domainlm.cli.curate",
     "domainlm.cli.mix",
+    "domainlm.cli.cache",
     "domainlm.cli.export",
     "domainlm.cli.plan",
     "domainlm.cli.pretrain",

@@ -10,6 +10,8 @@ from rich import box
 from rich.table import Table
 
 from domainlm.cli.options import Json, Overwrite, Quiet, out_option
+from domainlm.config import resolve_cli_path
+from domainlm.errors import ConfigError
 from domainlm.mix.build import MixResult, build_mix
 from domainlm.mix.config import apply_flags, load_mix_config
 from domainlm.progress import console, err_console
@@ -100,12 +102,19 @@ def mix(
     seq_len: Annotated[int | None, typer.Option(help="Tokens per packed sequence.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a YAML key: a.b=value.")] = None,
     dry_run: Annotated[
-        bool, typer.Option(help="Tokenize to count, print the allocation, write nothing.")
+        bool, typer.Option(help="Tokenize to count, print the allocation, write no mix (fills the token cache).")
     ] = False,
     strict: Annotated[
         bool, typer.Option(help="Malformed/undecodable input is an error, not skipped.")
     ] = False,
     overwrite: Overwrite = False,
+    cache: Annotated[
+        str | None,
+        typer.Option(help="Token cache directory (default: $XDG_CACHE_HOME/domainlm/tokens)."),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Tokenize every file, read and write no token cache.")
+    ] = False,
     quiet: Quiet = False,
     as_json: Json = False,
 ) -> None:
@@ -114,7 +123,12 @@ def mix(
     resolved = apply_flags(
         loaded, config, tokenizer=tokenizer, out=out, seed=seed, total_tokens=total_tokens, seq_len=seq_len
     )
-    result = build_mix(resolved, dry_run=dry_run, overwrite=overwrite, strict=strict, quiet=quiet or as_json)
+    if cache is not None and no_cache:
+        raise ConfigError(f"--cache {cache} and --no-cache: pass one of them, not both")
+    token_cache = False if no_cache else (resolve_cli_path(cache) if cache is not None else True)
+    result = build_mix(
+        resolved, dry_run=dry_run, overwrite=overwrite, strict=strict, quiet=quiet or as_json, cache=token_cache
+    )
     if as_json:
         print(json.dumps(summary(result), indent=2))
         return

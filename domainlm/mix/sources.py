@@ -6,6 +6,11 @@ appended to disk as they come, so memory is bounded by two batches whatever the 
 Held-out documents are chosen by systematic sampling at a seeded phase: document i is held out
 when floor((i+1)f + u) > floor(i f + u), which holds out round(n f) documents spread evenly over
 the corpus, decided while streaming (no first pass to count documents).
+
+With a token cache (`domainlm.mix.cache`) each input file is tokenized once: a miss tokenizes the
+file and writes its entry while the mix's own files are written; a hit copies the entry's tokens in
+batches and decodes text only for held-out documents. Both feed the same sink in document order,
+so the mix's bytes do not depend on what was cached.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import queue
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +30,17 @@ import numpy as np
 
 from domainlm.corpus import CorpusReader, Document
 from domainlm.corpus.fingerprint import corpus_fingerprint
+from domainlm.corpus.readers import ReadStats
 from domainlm.mix import layout
+from domainlm.mix.cache import TokenCache, cache_key, content_sha256, reader_format
+from domainlm.mix.cache_entry import CacheEntry
 from domainlm.mix.encode import BatchEncoder
 
 BATCH_CHARS = 2_000_000  # ~1 s of tokenizing on 2 cores: big enough for rayon, small for memory
 BATCH_DOCS = 4096
+MAX_PROBLEMS_KEPT = 20  # as CorpusReader keeps: merging files' stats keeps the same first problems
+SKIP_COUNTS = ("malformed_lines", "non_utf8", "empty_files", "empty_documents")
+OnBatch = Callable[[int, int], None]
 
 
 @dataclass
@@ -61,6 +72,12 @@ class HeldOut:
     def __call__(self, index: int) -> bool:
         f, u = self.fraction, self.phase
         return int((index + 1) * f + u) > int(index * f + u)
+
+    def mask(self, start: int, count: int) -> np.ndarray:
+        """`self(i)` for i in [start, start + count), vectorized (the same float64 operations)."""
+        index = np.arange(start, start + count, dtype=np.float64)
+        f, u = self.fraction, self.phase
+        return np.floor((index + 1) * f + u) > np.floor(index * f + u)
 
 
 def _batches(documents: Iterator[Document]) -> Iterator[list[Document]]:
@@ -117,16 +134,148 @@ class _ValWriter:
         self._raw = open(text_path, "wb")  # noqa: SIM115 - closed in close()
         self.text = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
 
-    def write(self, tokens: np.ndarray, docs: list[Document], source: str, base: str) -> None:
+    def write(self, tokens: np.ndarray, docs: Iterable[tuple[str, str]], source: str, base: str) -> None:
         self.tokens.write(tokens.tobytes())
-        for doc in docs:
-            record = {"text": doc.text, "source": source, "id": _relative_id(doc.doc_id, base)}
+        for doc_id, text in docs:
+            record = {"text": text, "source": source, "id": _relative_id(doc_id, base)}
             self.text.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
 
     def close(self) -> None:
         self.tokens.close()
         self.text.close()
         self._raw.close()
+
+
+HeldDocs = Callable[[np.ndarray], Iterable[tuple[str, str]]]  # is_val mask -> (id, text) of those
+
+
+class _SourceSink:
+    """Where a source's documents go, in order, whether freshly tokenized or from the cache: counts,
+    the held-out choice by document index, training tokens to the work file, held-out ones to val/."""
+
+    def __init__(self, result: SourceTokens, held_out: HeldOut, out_root: Path | None, base: str) -> None:
+        self.result, self.held_out, self.base, self.index = result, held_out, base, 0
+        self.train = self.val = None
+        if out_root is not None:
+            result.train_path = out_root / layout.work_token_path(result.name)
+            result.val_path = out_root / layout.val_token_path(result.name)
+            result.val_text_path = out_root / layout.val_text_path(result.name)
+            for path in (result.train_path, result.val_path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self.train = open(result.train_path, "wb")  # noqa: SIM115 - closed in close()
+            self.val = _ValWriter(result.val_path, result.val_text_path)
+
+    @property
+    def needs_text(self) -> bool:
+        """Held-out text is written only for a real mix with a validation split."""
+        return self.val is not None and self.held_out.fraction > 0
+
+    def add(self, tokens: np.ndarray, lengths: np.ndarray, num_bytes: np.ndarray, held: HeldDocs) -> None:
+        is_val = self.held_out.mask(self.index, len(lengths))
+        self.index += len(lengths)
+        r = self.result
+        r.text_bytes += int(num_bytes.sum())
+        r.val_documents += int(is_val.sum())
+        r.val_tokens += int(lengths[is_val].sum())
+        r.val_bytes += int(num_bytes[is_val].sum())
+        r.documents += int((~is_val).sum())
+        r.tokens += int(lengths[~is_val].sum())
+        assert int(lengths.sum()) == len(tokens)
+        if self.train is None or self.val is None:
+            return
+        if not is_val.any():
+            self.train.write(tokens.tobytes())
+            return
+        token_is_val = np.repeat(is_val, lengths)
+        self.train.write(tokens[~token_is_val].tobytes())
+        self.val.write(tokens[token_is_val], held(is_val), r.name, self.base)
+
+    def close(self) -> None:
+        if self.train is not None and self.val is not None:
+            self.train.close()
+            self.val.close()
+
+
+def _merge_stats(per_file: list[dict]) -> dict:
+    """One source's ReadStats dict from its files' (counts summed, the first problems kept)."""
+    merged = ReadStats().as_dict()
+    for stats in per_file:
+        for key, value in stats.items():
+            merged[key] = merged[key] + value  # numbers add, problem lists concatenate
+    merged["problems"] = merged["problems"][:MAX_PROBLEMS_KEPT]
+    return merged
+
+
+def _file_reader(reader: CorpusReader, path: Path) -> CorpusReader:
+    return CorpusReader([path], source=reader.source, text_field=reader.text_field, strict=reader.strict)
+
+
+def _encode_file(
+    reader: CorpusReader, encoder: BatchEncoder, sink: _SourceSink, writer, on_batch: OnBatch
+) -> dict:
+    """Read and tokenize one file into the sink (and a new cache entry); return its read stats."""
+    for batch in prefetched(_batches(iter(reader))):
+        texts = [doc.text for doc in batch]
+        tokens, lengths = encoder.encode(texts)
+        utf8 = [text.encode("utf-8") for text in texts]
+        num_bytes = np.fromiter(map(len, utf8), dtype=np.int64, count=len(utf8))
+        held = lambda is_val, batch=batch: (  # noqa: E731 - consumed inside sink.add
+            (d.doc_id, d.text) for d, v in zip(batch, is_val.tolist(), strict=True) if v
+        )
+        sink.add(tokens, lengths, num_bytes, held)
+        if writer is not None:
+            writer.add(tokens, lengths, utf8, [doc.doc_id for doc in batch])
+        on_batch(len(batch), int(num_bytes.sum()))
+    return reader.stats.as_dict()
+
+
+def _replay_entry(entry: CacheEntry, file: str, sink: _SourceSink, on_batch: OnBatch) -> dict:
+    """A cached file into the sink: tokens copied in batches, text decoded only for held-out documents."""
+    for batch in entry.batches(with_text=sink.needs_text):
+        held = lambda is_val, batch=batch: (  # noqa: E731 - consumed inside sink.add
+            batch.document(int(i), file) for i in np.flatnonzero(is_val)
+        )
+        sink.add(batch.tokens, batch.lengths, batch.num_bytes, held)
+        on_batch(len(batch.lengths), int(batch.num_bytes.sum()))
+    return entry.read_stats(file)
+
+
+def _cached_file(
+    cache: TokenCache, reader: CorpusReader, encoder: BatchEncoder, sink: _SourceSink, on_batch: OnBatch
+) -> dict:
+    """One file through the cache: replay a hit, or tokenize it and write the entry on a miss."""
+    path = reader.files[0]
+    inputs = entry_inputs(path, reader.text_field, encoder)
+    key = cache_key(inputs)
+    entry = cache.open(key, inputs)
+    if entry is not None:
+        if reader.strict and any(v for k, v in entry.meta["read"].items() if k in SKIP_COUNTS):
+            for _ in reader:  # a strict run fails on the first skipped line, exactly as uncached
+                pass
+        stats = _replay_entry(entry, str(path), sink, on_batch)
+        entry.touch(path)
+        return stats
+    writer = cache.writer(key, inputs, path, encoder.loaded.dtype)
+    try:
+        stats = _encode_file(reader, encoder, sink, writer, on_batch)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit(stats)
+    return stats
+
+
+def entry_inputs(path: Path, text_field: str, encoder: BatchEncoder) -> dict:
+    """What the tokens of `path` depend on (the cache key): its bytes, the tokenizer, the reader."""
+    loaded = encoder.loaded
+    return {
+        "content_sha256": content_sha256(path),
+        "tokenizer_fingerprint": loaded.fingerprint,
+        "eos_token_id": loaded.eos_token_id,
+        "dtype": loaded.dtype.name,
+        "reader": {"format": reader_format(path), "text_field": text_field},
+        "encoder": {"split_long": getattr(encoder, "split_long", None)},
+    }
 
 
 def tokenize_source(
@@ -136,61 +285,31 @@ def tokenize_source(
     val_fraction: float,
     seed: int,
     out_root: Path | None,
-    on_batch: Callable[[int, int], None] | None = None,
+    on_batch: OnBatch | None = None,
+    *,
+    cache: TokenCache | None = None,
 ) -> SourceTokens:
-    """Tokenize every document of `reader`; with `out_root` (the mix being built), write its files:
+    """Tokenize every document of `reader`, file by file, through `cache` when given (a hit reads
+    the file's entry instead of the file); with `out_root` (the mix being built), write its files:
     `.work/<name>.train.bin`, `val/<name>.bin` (unpacked yet) and `val/<name>.jsonl.gz`.
 
-    `on_batch(documents, text_bytes)` is called after each batch (progress bars).
+    The outputs do not depend on which files were cached. `on_batch(documents, text_bytes)` is
+    called after each batch (progress bars).
     """
     files = [Path(f) for f in reader.files]
     result = SourceTokens(name, [str(f) for f in files], corpus_fingerprint(files))
     base = os.path.commonpath([str(f.parent) for f in files])
-    held_out = HeldOut(val_fraction, seed, name)
-    train_out = val_out = None
-    if out_root is not None:
-        result.train_path = out_root / layout.work_token_path(name)
-        result.val_path = out_root / layout.val_token_path(name)
-        result.val_text_path = out_root / layout.val_text_path(name)
-        for path in (result.train_path, result.val_path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-        train_out = open(result.train_path, "wb")  # noqa: SIM115 - closed below
-        val_out = _ValWriter(result.val_path, result.val_text_path)
-    index = 0
+    sink = _SourceSink(result, HeldOut(val_fraction, seed, name), out_root, base)
+    on_batch = on_batch or (lambda num_docs, num_bytes: None)
+    per_file = []
     try:
-        for batch in prefetched(_batches(iter(reader))):
-            tokens, lengths = encoder.encode([doc.text for doc in batch])
-            is_val = np.fromiter(
-                (held_out(index + k) for k in range(len(batch))), dtype=bool, count=len(batch)
-            )
-            index += len(batch)
-            batch_bytes = _count_batch(result, batch, tokens, lengths, is_val)
-            if train_out is not None and val_out is not None:
-                token_is_val = np.repeat(is_val, lengths)
-                train_out.write(tokens[~token_is_val].tobytes())
-                val_out.write(
-                    tokens[token_is_val], [d for d, v in zip(batch, is_val, strict=True) if v], name, base
-                )
-            if on_batch is not None:
-                on_batch(len(batch), batch_bytes)
+        for path in files:
+            file_reader = _file_reader(reader, path)
+            if cache is None:
+                per_file.append(_encode_file(file_reader, encoder, sink, None, on_batch))
+            else:
+                per_file.append(_cached_file(cache, file_reader, encoder, sink, on_batch))
     finally:
-        if train_out is not None and val_out is not None:
-            train_out.close()
-            val_out.close()
-    result.read = reader.stats.as_dict()
+        sink.close()
+    result.read = _merge_stats(per_file)
     return result
-
-
-def _count_batch(
-    result: SourceTokens, batch: list[Document], tokens: np.ndarray, lengths: np.ndarray, is_val: np.ndarray
-) -> int:
-    """Add one batch to the counts; return its UTF-8 bytes."""
-    num_bytes = np.fromiter((len(d.text.encode("utf-8")) for d in batch), dtype=np.int64, count=len(batch))
-    result.text_bytes += int(num_bytes.sum())
-    result.val_documents += int(is_val.sum())
-    result.val_tokens += int(lengths[is_val].sum())
-    result.val_bytes += int(num_bytes[is_val].sum())
-    result.documents += int((~is_val).sum())
-    result.tokens += int(lengths[~is_val].sum())
-    assert int(lengths.sum()) == len(tokens)
-    return int(num_bytes.sum())
