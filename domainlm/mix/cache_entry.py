@@ -1,0 +1,276 @@
+"""One token cache entry on disk: written in a batch stream, verified, read back in batches.
+
+Layout of `<cache root>/<key>/` (format CACHE_FORMAT), one input file's documents as `mix` reads them:
+- `tokens.bin`: flat token ids in the mix dtype, one EOS after each document (BatchEncoder.encode);
+- `ends.npy`, `bytes.npy`: int64 per document, its token end offset and its UTF-8 byte count;
+- `text.zst`: the documents' UTF-8 text back to back; `ids.zst`: each document's id after the file
+  path (":12"), one JSON string a line; both zstd, so a warm re-mix writes the held-out
+  `val/<name>.jsonl.gz` without re-reading and re-parsing the corpus;
+- `meta.json` (last): key inputs, counts, the reader's skip counts, size and sha256 of every data
+  file, created, last_used.
+Ids and problems are stored without their file path: the entry is keyed by content, the file moves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zstandard
+
+from domainlm.outputs import file_sha256, remove_tree
+
+CACHE_FORMAT = "domainlm.tokens/v1"  # bump when the reader or this layout changes what an entry means
+DATA_FILES = ("tokens.bin", "ends.npy", "bytes.npy", "text.zst", "ids.zst")
+META_NAME = "meta.json"
+TEMP_PREFIX = ".tmp-"  # entries under construction (and pruned ones on their way out)
+BATCH_TOKENS = 1 << 22  # tokens per batch read back: 8 MiB of uint16, whatever the file size
+BATCH_DOCS = 1 << 14
+_ZSTD_LEVEL = 1  # ~2.5 ms/MB of text to compress to 0.27 of its size; level 3 costs 3x for 0.23
+_NPY_DTYPE = np.dtype("<i8")
+_NPY_HEADER_BYTES = 128  # a 1-D int64 .npy header pads to 128 bytes for any length below 2**63
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def lock_dir(directory: Path) -> int:
+    """flock on the directory itself (held while it is built; the kernel drops it if we die)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _NpyStream:
+    """An int64 .npy file written in pieces: placeholder header first, the real one at close."""
+
+    def __init__(self, path: Path) -> None:
+        self.handle = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.handle.write(b"\0" * _NPY_HEADER_BYTES)
+        self.count = 0
+
+    def write(self, values: np.ndarray) -> None:
+        self.handle.write(values.astype(_NPY_DTYPE, copy=False).tobytes())
+        self.count += len(values)
+
+    def close(self) -> None:
+        header = io.BytesIO()
+        fields = {"descr": _NPY_DTYPE.str, "fortran_order": False, "shape": (self.count,)}
+        np.lib.format.write_array_header_1_0(header, fields)
+        assert len(header.getvalue()) == _NPY_HEADER_BYTES
+        self.handle.seek(0)
+        self.handle.write(header.getvalue())
+        self.handle.close()
+
+
+def _zstd_writer(path: Path) -> zstandard.ZstdCompressionWriter:
+    # One compressor per stream: a ZstdCompressor holds one context that two open streams would share.
+    compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+    return compressor.stream_writer(open(path, "wb"), closefd=True)  # noqa: SIM115 - closed with it
+
+
+def _zstd_reader(path: Path) -> io.BufferedReader:
+    raw = open(path, "rb")  # noqa: SIM115 - closed with the reader
+    return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), 1 << 20)
+
+
+def _relative(text: str, prefix: str) -> list:
+    return ["rel", text[len(prefix) :]] if text.startswith(prefix) else ["abs", text]
+
+
+def _absolute(item: list, prefix: str) -> str:
+    return prefix + item[1] if item[0] == "rel" else item[1]
+
+
+class EntryWriter:
+    """Builds one entry in a locked temp dir inside the root; `commit` renames it into place."""
+
+    def __init__(self, root: Path, key: str, inputs: dict, source_file: Path, dtype: np.dtype) -> None:
+        self.root, self.key, self.inputs, self.file, self.dtype = root, key, inputs, str(source_file), dtype
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{key[:16]}-", dir=root))
+        self._lock = lock_dir(self.tmp)
+        os.chmod(self.tmp, 0o777 & ~umask())  # a shared cache: the usual permissions, not mkdtemp's 0700
+        self.tokens = open(self.tmp / "tokens.bin", "wb")  # noqa: SIM115 - closed in _close()
+        self.ends, self.bytes = _NpyStream(self.tmp / "ends.npy"), _NpyStream(self.tmp / "bytes.npy")
+        self.text, self.ids = _zstd_writer(self.tmp / "text.zst"), _zstd_writer(self.tmp / "ids.zst")
+        self.num_tokens = self.num_docs = self.num_bytes = 0
+
+    def add(self, tokens: np.ndarray, lengths: np.ndarray, utf8: list[bytes], doc_ids: list[str]) -> None:
+        """One batch of documents: their tokens (EOS after each), token counts, UTF-8 text and ids."""
+        self.tokens.write(tokens.tobytes())
+        self.ends.write(self.num_tokens + np.cumsum(lengths))
+        sizes = np.fromiter(map(len, utf8), dtype=np.int64, count=len(utf8))
+        self.bytes.write(sizes)
+        self.text.write(b"".join(utf8))
+        assert all(i.startswith(self.file) for i in doc_ids), "reader ids start with their file path"
+        suffixes = (json.dumps(i[len(self.file) :], ensure_ascii=False) + "\n" for i in doc_ids)
+        self.ids.write("".join(suffixes).encode("utf-8"))
+        self.num_tokens += len(tokens)
+        self.num_docs += len(utf8)
+        self.num_bytes += int(sizes.sum())
+
+    def _close(self) -> None:
+        for handle in (self.tokens, self.ends, self.bytes, self.text, self.ids):
+            handle.close()
+
+    def _meta(self, read_stats: dict) -> dict:
+        files = {
+            n: {"bytes": (self.tmp / n).stat().st_size, "sha256": file_sha256(self.tmp / n)}
+            for n in DATA_FILES
+        }
+        problems = [_relative(p, self.file) for p in read_stats.get("problems", [])]
+        created = now()
+        return {
+            "format": CACHE_FORMAT, "key": self.key, "inputs": self.inputs, "file": self.file,
+            "documents": self.num_docs, "tokens": self.num_tokens, "text_bytes": self.num_bytes,
+            "dtype": self.dtype.name, "read": dict(read_stats, problems=problems), "files": files,
+            "created": created, "last_used": created,
+        }  # fmt: skip
+
+    def commit(self, read_stats: dict) -> Path:
+        """Finish the files, write meta.json last, rename into place. If another process renamed the
+        same key first, keep theirs (same inputs, same bytes) and drop ours."""
+        self._close()
+        (self.tmp / META_NAME).write_text(json.dumps(self._meta(read_stats), indent=2) + "\n", "utf-8")
+        final = self.root / self.key
+        try:
+            os.rename(self.tmp, final)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            remove_tree(self.tmp)
+        finally:
+            os.close(self._lock)
+        return final
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._close()
+        os.close(self._lock)
+        remove_tree(self.tmp)
+
+
+@dataclass
+class EntryBatch:
+    """Consecutive documents of an entry; `text` and `ids` are filled only when asked for."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    num_bytes: np.ndarray
+    text: bytes = b""
+    ids: list[bytes] | None = None
+
+    def document(self, index: int, file: str) -> tuple[str, str]:
+        """(doc id, text) of the batch's `index`-th document."""
+        start = int(self.num_bytes[:index].sum())
+        text = self.text[start : start + int(self.num_bytes[index])].decode("utf-8")
+        return file + json.loads(self.ids[index]), text
+
+
+def _read_tokens(handle: io.BufferedReader, count: int, dtype: np.dtype) -> np.ndarray:
+    tokens = np.empty(count, dtype=dtype)
+    if handle.readinto(memoryview(tokens).cast("B")) != tokens.nbytes:
+        raise OSError("token file ended early")  # sizes were verified: the file changed under us
+    return tokens
+
+
+class CacheEntry:
+    """A verified entry, read back in batches with sequential reads (no mapping: RSS stays flat)."""
+
+    def __init__(self, directory: Path, meta: dict) -> None:
+        self.directory, self.meta = directory, meta
+        self.dtype = np.dtype(meta["dtype"])
+
+    def read_stats(self, file: str) -> dict:
+        """The reader's counts for this file, its problems under the path it was read as now."""
+        stats = dict(self.meta["read"])
+        stats["problems"] = [_absolute(p, file) for p in stats.get("problems", [])]
+        return stats
+
+    def _offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(
+            np.fromfile(self.directory / n, _NPY_DTYPE, offset=_NPY_HEADER_BYTES) for n in DATA_FILES[1:3]
+        )
+
+    def batches(self, with_text: bool) -> Iterator[EntryBatch]:
+        ends, sizes = self._offsets()  # 16 bytes per document
+        with contextlib.ExitStack() as stack:
+            tokens = stack.enter_context(open(self.directory / "tokens.bin", "rb"))
+            if with_text:
+                text = stack.enter_context(_zstd_reader(self.directory / "text.zst"))
+                ids = stack.enter_context(_zstd_reader(self.directory / "ids.zst"))
+            start, done = 0, 0
+            while start < len(ends):
+                stop = int(np.searchsorted(ends, done + BATCH_TOKENS, side="right"))
+                stop = min(max(stop, start + 1), start + BATCH_DOCS)
+                lengths = np.diff(ends[start:stop], prepend=done)
+                batch = EntryBatch(
+                    _read_tokens(tokens, int(ends[stop - 1]) - done, self.dtype), lengths, sizes[start:stop]
+                )
+                if with_text:
+                    batch.text = text.read(int(batch.num_bytes.sum()))
+                    batch.ids = [ids.readline() for _ in range(stop - start)]
+                yield batch
+                start, done = stop, int(ends[stop - 1])
+
+    def touch(self, file: Path) -> None:
+        """Record this use (last_used, the path it was read as) by an atomic replace of meta.json;
+        an entry pruned meanwhile stays gone."""
+        meta = dict(self.meta, last_used=now(), file=str(file))
+        with contextlib.suppress(FileNotFoundError):
+            fd, tmp = tempfile.mkstemp(prefix=".meta-", dir=self.directory)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(meta, indent=2) + "\n")
+            os.chmod(tmp, 0o666 & ~umask())
+            os.replace(tmp, self.directory / META_NAME)
+
+
+_META_TYPES = {"inputs": dict, "documents": int, "tokens": int, "dtype": str, "read": dict, "files": dict}
+
+
+def entry_problem(directory: Path, meta: object, inputs: dict) -> str | None:
+    """What is wrong with an entry (None: nothing): its meta, then each data file's size and sha256,
+    then the offsets against the counts. Reads every data file once (~1 ms per MB of text)."""
+    if not isinstance(meta, dict) or any(not isinstance(meta.get(k), t) for k, t in _META_TYPES.items()):
+        return "meta.json lacks required fields"
+    if meta.get("format") != CACHE_FORMAT or meta["inputs"] != inputs:
+        return "meta.json describes other inputs than its key"
+    for name in DATA_FILES:
+        expected = meta["files"].get(name)
+        if not isinstance(expected, dict):
+            return f"meta.json has no checksum for {name}"
+        size = (directory / name).stat().st_size
+        if size != expected.get("bytes"):
+            return f"{name} has {size} bytes, meta.json says {expected.get('bytes')}"
+        if file_sha256(directory / name) != expected.get("sha256"):
+            return f"{name} does not match its sha256 in meta.json"
+    ends, sizes = CacheEntry(directory, meta)._offsets()
+    if len(ends) != meta["documents"] or len(sizes) != len(ends):
+        return "document offsets do not match the document count"
+    itemsize = np.dtype(meta["dtype"]).itemsize
+    if (int(ends[-1]) if len(ends) else 0) != meta["tokens"] or meta["files"]["tokens.bin"]["bytes"] != meta[
+        "tokens"
+    ] * itemsize:
+        return "token offsets do not match the token count"
+    return None
