@@ -20,6 +20,7 @@ from domainlm.corpus import CorpusReader
 from domainlm.errors import ConfigError
 from domainlm.mix import layout
 from domainlm.mix.allocate import Allocation, Supply, allocate
+from domainlm.mix.cache import TokenCache, open_cache
 from domainlm.mix.config import MixConfig
 from domainlm.mix.encode import BatchEncoder, load_mix_tokenizer, splitting_is_exact
 from domainlm.mix.shards import build_manifest, pack_val, write_train_shards
@@ -87,12 +88,13 @@ def _tokenize_all(
     encoder: BatchEncoder,
     root: Path | None,
     progress: Progress,
+    cache: TokenCache | None = None,
 ) -> list[SourceTokens]:
     results = []
     for (name, source), reader in zip(config.sources.items(), readers, strict=True):
         fraction = config.val_fraction if source.val_fraction is None else source.val_fraction
         bar = _SourceBar(progress, name)
-        results.append(tokenize_source(name, reader, encoder, fraction, config.seed, root, bar))
+        results.append(tokenize_source(name, reader, encoder, fraction, config.seed, root, bar, cache=cache))
         bar.finish()
     return results
 
@@ -153,8 +155,13 @@ def build_mix(
     overwrite: bool = False,
     strict: bool = False,
     quiet: bool = False,
+    cache: Path | str | bool = True,
 ) -> MixResult:
-    """Run the mix described by `config` (a dry run tokenizes to count, and writes nothing)."""
+    """Run the mix described by `config` (a dry run tokenizes to count, and writes no mix).
+
+    `cache`: True = the default token cache (`default_cache_dir()`), a path = that cache, False =
+    none. A dry run fills the cache too, so the real run after it does not tokenize again.
+    """
     started = time.perf_counter()
     if config.tokenizer is None:
         raise ConfigError(
@@ -166,6 +173,7 @@ def build_mix(
     readers = _readers(config, strict)
     out = None if dry_run else Path(config.out)
     inputs = [loaded.path, *(f for reader in readers for f in reader.files)]
+    token_cache = open_cache(cache)
     output = (
         contextlib.nullcontext(None)
         if out is None
@@ -173,7 +181,7 @@ def build_mix(
     )
     with output as root, make_progress(quiet) as progress:
         encoder = _encoder(loaded, readers)
-        sources = _tokenize_all(config, readers, encoder, root, progress)
+        sources = _tokenize_all(config, readers, encoder, root, progress, token_cache)
         allocations = _allocate(config, sources)
         manifest = None
         if root is not None:
