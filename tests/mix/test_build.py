@@ -12,13 +12,15 @@ from domainlm.mix.build import build_mix
 from domainlm.mix.dataset import open_mix, train_dataset
 from domainlm.mix.encode import BatchEncoder
 from domainlm.mix.sources import HeldOut
-from domainlm.outputs import file_sha256
+from domainlm.outputs import MARKER_NAME, file_sha256
 from domainlm.tokenizer.load import load_tokenizer
 from tests.mix.conftest import GPT2, small_config
 
 
 def _files(root):
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's bytes, but the output marker (it records when the mix was written)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER_NAME)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
 
 
 def test_finance_51_49_realized_within_0_1_percent(finance_result):
@@ -139,6 +141,7 @@ def test_existing_output_needs_overwrite(small_corpora, tmp_path):
     from domainlm.errors import ConfigError
 
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")  # an empty folder may be used; a full one may not
     with pytest.raises(ConfigError, match="already exists; choose another --out or pass --overwrite"):
         build_mix(small_config(small_corpora, tmp_path / "out"), quiet=True)
 

@@ -63,6 +63,7 @@ def test_missing_out_and_existing_out(tmp_path, paragraphs):
     corpus = write_jsonl(tmp_path / "c.jsonl", paragraphs[:2])
     assert "--out is required" in str(_invoke(str(corpus)).exception)
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")  # an empty folder may be used; a full one may not
     assert "already exists" in str(_invoke(str(corpus), "--out", str(tmp_path / "out")).exception)
 
 

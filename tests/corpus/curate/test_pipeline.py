@@ -6,6 +6,7 @@ import pytest
 from domainlm.corpus import CorpusReader
 from domainlm.corpus.curate import CurateConfig, curate, parse_corpus_args
 from domainlm.errors import ConfigError, DataError
+from domainlm.outputs import MARKER_NAME
 
 
 def _run(path, tmp_path, name="out", **kwargs):
@@ -58,6 +59,7 @@ def test_output_feeds_the_corpus_reader_with_ids_and_sources(dirty_corpus, tmp_p
     result = _run(path, tmp_path)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == [
+        MARKER_NAME,
         "dirty.jsonl.gz",
         "removed.jsonl.gz",
         "report.json",
@@ -121,6 +123,7 @@ def test_bad_inputs_fail_before_work(tmp_path, dirty_corpus):
     with pytest.raises(ConfigError, match="given more than once"):
         parse_corpus_args([str(path), str(path)])
     (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / "keep.txt").write_text("x")  # an empty folder may be used; a full one may not
     with pytest.raises(ConfigError, match="already exists"):
         _run(path, tmp_path, name="exists")
     with pytest.raises(ConfigError, match="--out is required"):
