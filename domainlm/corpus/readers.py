@@ -10,6 +10,9 @@ Formats, chosen by file name:
 Everything streams: memory is bounded by one line / one record batch, never the corpus.
 A malformed line, a non-UTF-8 line, a missing text field or an empty file is counted in
 `ReadStats` and skipped; with `strict=True` it is a DataError naming the file and line.
+A damaged file (truncated or corrupt `.gz`/`.zst`, a Parquet file that cannot be decoded) is always
+a DataError naming the file and the last line/row read: skipping the rest of a file silently would
+train on part of a corpus without anyone noticing.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import glob
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +124,29 @@ def expand_paths(specs: list[str | Path]) -> list[Path]:
     return files
 
 
+def _decompression_errors() -> tuple[type[BaseException], ...]:
+    """What gzip/zstandard raise on a truncated or corrupt stream (EOFError: gzip cut short)."""
+    import zstandard
+
+    return (EOFError, OSError, zlib.error, zstandard.ZstdError)
+
+
+def _damaged_file(path: Path, where: str, exc: BaseException) -> DataError:
+    detail = " ".join(str(exc).split()) or type(exc).__name__  # pyarrow's messages span lines
+    name = path.name.lower()
+    if name.endswith(COMPRESSION_SUFFIXES):
+        check = "zstd -t" if name.endswith(".zst") else "gzip -t"
+        fix = f"`{check} {path}` checks it; re-download or re-compress it, or remove it from the corpus"
+        what = "truncated or corrupt compressed file"
+    elif name.endswith(PARQUET_SUFFIXES):
+        fix = "re-export it (pyarrow.parquet.write_table), or remove it from the corpus"
+        what = "corrupt or not a Parquet file"
+    else:
+        fix = "check that it is readable, or remove it from the corpus"
+        what = "cannot be read"
+    return DataError(f"{path}: {what} ({where}: {detail}); {fix}")
+
+
 def _open_binary_lines(path: Path) -> io.BufferedIOBase:
     name = path.name.lower()
     if name.endswith(".gz"):
@@ -201,22 +228,36 @@ class CorpusReader:
             text = raw.decode("utf-8", errors="replace")
         yield from self._emit(text, str(path))
 
+    @staticmethod
+    def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+        """(line number, raw line); a stream that cannot be decompressed is a DataError naming
+        the last line that could."""
+        line_no = 0
+        errors = _decompression_errors()
+        try:
+            with _open_binary_lines(path) as handle:
+                for raw in handle:
+                    line_no += 1
+                    yield line_no, raw
+        except errors as exc:
+            where = f"after line {line_no}" if line_no else "before the first line"
+            raise _damaged_file(path, where, exc) from exc
+
     def _read_jsonl(self, path: Path) -> Iterator[Document]:
         num_lines = 0
-        with _open_binary_lines(path) as handle:
-            for line_no, raw in enumerate(handle, start=1):
-                num_lines += 1
-                where = f"{path}:{line_no}"
-                if not raw.strip():
-                    continue
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    self._problem("num_non_utf8", where, "line is not valid UTF-8")
-                    continue
-                text = self._text_of_json_line(line, where)
-                if text is not None:
-                    yield from self._emit(text, where)
+        for line_no, raw in self._lines(path):
+            num_lines += 1
+            where = f"{path}:{line_no}"
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self._problem("num_non_utf8", where, "line is not valid UTF-8")
+                continue
+            text = self._text_of_json_line(line, where)
+            if text is not None:
+                yield from self._emit(text, where)
         if num_lines == 0:
             self._problem("num_empty_files", str(path), "empty file (nothing after decompression)")
 
@@ -232,25 +273,34 @@ class CorpusReader:
             return None
         return text
 
-    def _read_parquet(self, path: Path) -> Iterator[Document]:
+    def _parquet_texts(self, path: Path) -> Iterator[tuple[int, object]]:
+        """(row number, value of the text column); a file pyarrow cannot decode is a DataError
+        naming the last row read."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        parquet = pq.ParquetFile(path)
-        if self.text_field not in parquet.schema_arrow.names:
-            raise DataError(
-                f"{path}: no column {self.text_field!r} (columns: {', '.join(parquet.schema_arrow.names)}); "
-                "set text_field"
-            )
         row = 0
-        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[self.text_field]):
-            for text in batch.column(0).to_pylist():
-                row += 1
-                if not isinstance(text, str):
-                    self._problem(
-                        "num_malformed", f"{path} row {row}", f"{self.text_field!r} is not a string"
-                    )
-                    continue
-                yield from self._emit(text, f"{path}#{row}")
+        try:
+            parquet = pq.ParquetFile(path)
+            names = parquet.schema_arrow.names
+            if self.text_field not in names:
+                raise DataError(
+                    f"{path}: no column {self.text_field!r} (columns: {', '.join(names)}); set text_field"
+                )
+            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[self.text_field]):
+                for value in batch.column(0).to_pylist():
+                    row += 1
+                    yield row, value
+        except (pa.ArrowException, OSError) as exc:
+            raise _damaged_file(path, f"after row {row}" if row else "before the first row", exc) from exc
+
+    def _read_parquet(self, path: Path) -> Iterator[Document]:
+        row = 0
+        for row, text in self._parquet_texts(path):
+            if not isinstance(text, str):
+                self._problem("num_malformed", f"{path} row {row}", f"{self.text_field!r} is not a string")
+                continue
+            yield from self._emit(text, f"{path}#{row}")
         if row == 0:
             self._problem("num_empty_files", str(path), "empty file (no rows)")
 

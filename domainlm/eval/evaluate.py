@@ -73,12 +73,18 @@ class EvalSettings:
 
 
 def window_lengths(settings: EvalSettings, info: ModelInfo) -> tuple[int, int | None]:
-    """(max_length, stride) for one model: the requested window capped at the model's context."""
-    max_length = min(settings.max_length or DEFAULT_MAX_LENGTH_CAP, info.context_length)
+    """(max_length, stride) for one model: the requested window, or its context capped at 2048.
+
+    A requested window longer than the model's context is an error, not a silent cap: the report
+    would otherwise say one window length and measure another.
+    """
     if settings.max_length is not None and settings.max_length > info.context_length:
-        logger.info(
-            "%s: --max-length %d capped at its context, %d", info.spec.name, settings.max_length, max_length
+        raise ConfigError(
+            f"--max-length {settings.max_length}: model {info.spec.name!r} ({info.spec.path}) has a "
+            f"{info.context_length}-token context; use --max-length {info.context_length} or less, "
+            "or leave it out to use the context"
         )
+    max_length = min(settings.max_length or DEFAULT_MAX_LENGTH_CAP, info.context_length)
     if info.kind != "causal":
         return max_length, None
     stride = settings.stride if settings.stride is not None else max(1, max_length // 2)

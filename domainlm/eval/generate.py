@@ -144,9 +144,12 @@ class Generator:
         settings = settings or self.settings
         settings.validate()
         config = settings.generation_config(self.info.tokenizer)
+        prompt_ids = [_prompt_ids(self.info, prompt) for prompt in prompts]
+        for index, ids in enumerate(prompt_ids):  # every prompt is checked before any is generated
+            self._check_fits(index, len(ids), settings.max_new_tokens)
         samples = []
         for index, prompt in enumerate(prompts):
-            ids = torch.tensor([_prompt_ids(self.info, prompt)], device=self.device)
+            ids = torch.tensor([prompt_ids[index]], device=self.device)
             torch.manual_seed(settings.seed + index)  # seeds CPU and every CUDA device
             with torch.inference_mode():
                 output = self.model.generate(
@@ -156,6 +159,31 @@ class Generator:
             for number, row in enumerate(new.tolist()):
                 samples.append(self._sample(prompt, number, row))
         return samples
+
+    def _check_fits(self, index: int, num_prompt: int, max_new_tokens: int) -> None:
+        """A causal model sees prompt + new tokens at once; past its context the position table
+        ends (an IndexError deep in torch) or, with rotary positions, the output silently degrades.
+        A seq2seq model reads the prompt in its encoder and writes the new tokens in its decoder."""
+        context = self.info.context_length
+        where = f"--prompt #{index + 1} ({num_prompt} tokens)"
+        if self.info.kind == "seq2seq":
+            if num_prompt > context or max_new_tokens > context:
+                raise ConfigError(
+                    f"{where} or --max-new-tokens {max_new_tokens}: model {self.info.spec.path} reads and "
+                    f"writes at most {context} tokens; shorten the prompt or lower --max-new-tokens"
+                )
+            return
+        if num_prompt + max_new_tokens > context:
+            room = context - num_prompt
+            fix = (
+                f"use --max-new-tokens {room} or less, or shorten the prompt"
+                if room >= 1
+                else f"shorten the prompt to at most {context - 1} tokens"
+            )
+            raise ConfigError(
+                f"{where} + --max-new-tokens {max_new_tokens} = {num_prompt + max_new_tokens} tokens: "
+                f"model {self.info.spec.path} has a {context}-token context; {fix}"
+            )
 
     def _sample(self, prompt: str, number: int, row: list[int]) -> Sample:
         tokenizer = self.info.tokenizer

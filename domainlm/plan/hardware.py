@@ -160,6 +160,12 @@ def load_catalog(path: str | Path | None = None) -> dict[str, GpuSpec]:
     catalog = dict(BUILTIN_GPUS)
     if path is None:
         return catalog
+    if not Path(path).is_file():
+        what = "is a directory" if Path(path).is_dir() else "no such file"
+        raise ConfigError(
+            f"--gpu-catalog {path}: {what}; give a YAML file with a `gpus:` mapping "
+            "(see `domainlm plan --help`), or leave the flag out for the built-in GPUs"
+        )
     parsed = validate_config(GpuCatalogFile, read_yaml(path), str(path))
     for name, entry in parsed.gpus.items():
         peaks = {}
@@ -172,6 +178,30 @@ def load_catalog(path: str | Path | None = None) -> dict[str, GpuSpec]:
         # User entries go first so their device patterns win over the built-in ones.
         catalog = {spec.name: spec, **{k: v for k, v in catalog.items() if k != spec.name}}
     return catalog
+
+
+# The largest training clusters built so far hold ~100k-200k GPUs (2024-2025); a model whose
+# training states do not fit in this many of the largest catalogued GPU describes no machine.
+LARGEST_CLUSTER_GPUS = 200_000
+# Adam in mixed precision: bf16 weights + grads, fp32 master weights, momentum and variance.
+TRAINING_BYTES_PER_PARAM = 16
+
+
+def check_trainable(num_params: float, what: str, catalog: dict[str, GpuSpec] | None = None) -> None:
+    """ConfigError when the model states alone (16 bytes/param, fully sharded, no activations)
+    exceed the memory of the largest cluster ever built from the largest GPU in the catalog."""
+    catalog = BUILTIN_GPUS if catalog is None else catalog
+    gpu = max(catalog.values(), key=lambda g: g.memory_bytes)
+    cluster_bytes = LARGEST_CLUSTER_GPUS * gpu.memory_bytes
+    if num_params * TRAINING_BYTES_PER_PARAM <= cluster_bytes:
+        return
+    most = cluster_bytes / TRAINING_BYTES_PER_PARAM
+    raise ConfigError(
+        f"{what}: {num_params:.3g} parameters need {num_params * TRAINING_BYTES_PER_PARAM:.3g} bytes of "
+        f"training states ({TRAINING_BYTES_PER_PARAM} bytes/param), beyond any known hardware: "
+        f"{LARGEST_CLUSTER_GPUS:,} x {gpu.name} ({gpu.memory_gib:.0f} GiB each) hold {most:.2g} parameters "
+        "at most; plan a size that fits (today's largest dense models are ~1e12, e.g. --params 7B or 70B)"
+    )
 
 
 def get_gpu(name: str, catalog: dict[str, GpuSpec] | None = None) -> GpuSpec:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from domainlm.errors import ConfigError
 from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.plan import flops as fl
-from domainlm.plan.hardware import GpuSpec, get_gpu, load_catalog
+from domainlm.plan.hardware import GpuSpec, check_trainable, get_gpu, load_catalog
 from domainlm.plan.inputs import DataSource, PlanInputs, validate_inputs
 from domainlm.plan.recommend import recommend
 from domainlm.plan.result import ComputePlan, DataPlan, Plan, Sizing, SourcePlan
@@ -132,17 +132,28 @@ def _tokens(inputs: PlanInputs, shape: ModelShape, per_token: float, budget, hw_
                 f"--tokens {inputs.tokens:.3g} on this model needs {need:,.0f} hours, more than --hours "
                 f"{inputs.hours:g}; lower --tokens/--params or raise --hours/--gpus"
             )
-        if inputs.flops is not None and 6 * n * inputs.tokens > inputs.flops * (1 + AGREE_TOLERANCE):
-            raise ConfigError(
-                f"--tokens {inputs.tokens:.3g} x {n:.3g} params needs 6ND = {6 * n * inputs.tokens:.3g} FLOPs, "
-                f"more than --flops {inputs.flops:.3g}; lower --tokens/--params or raise --flops"
-            )
+        claimed = inputs.params if inputs.params is not None else n  # the user's number, if typed
+        if inputs.flops is not None and _differ(6 * claimed * inputs.tokens, inputs.flops):
+            _contradiction(inputs, claimed)
         return inputs.tokens
     if hw_flops is not None and inputs.flops is None:
         return hw_flops / per_token
     if budget is not None:
         return budget / (6.0 * n)
     return fit.tokens_for_params(n)
+
+
+def _contradiction(inputs: PlanInputs, n: float) -> None:
+    """--flops, the model size and --tokens all given, and C = 6ND does not hold between them."""
+    need = 6 * n * inputs.tokens
+    size = f"--params {inputs.params:.3g}" if inputs.params is not None else f"the shape's {n:.3g} params"
+    side = "more" if need > inputs.flops else "less"
+    raise ConfigError(
+        f"--flops {inputs.flops:.3g}, {size} and --tokens {inputs.tokens:.3g} disagree: training "
+        f"{n:.3g} params on {inputs.tokens:.3g} tokens needs 6ND = {need:.3g} FLOPs, {side} than --flops "
+        f"{inputs.flops:.3g} (beyond {AGREE_TOLERANCE:.0%}); give two of the three and the plan derives "
+        f"the third (--tokens {inputs.flops / (6 * n):.3g} fits this budget and size)"
+    )
 
 
 def _data_plan(sources: tuple[DataSource, ...], tokens: float, flops: float, fit: ScalingFit) -> DataPlan:
@@ -205,7 +216,14 @@ def make_plan(inputs: PlanInputs) -> Plan:
     unique = sum(s.available_tokens for s in sources) if sources else None
 
     target, chosen_by = (None, "shape flags") if inputs.shape else _target_params(inputs, budget, unique, fit)
+    catalog = load_catalog(inputs.gpu_catalog)  # also when no --gpu-type uses it: a bad file is an error
+    if target is not None:  # before a shape is built: 1e30 parameters would make a 1e20-layer model
+        where = f"--params {inputs.params:.3g}" if inputs.params is not None else f"the {chosen_by}"
+        where += f" for {budget:.3g} FLOPs" if budget is not None and inputs.params is None else ""
+        check_trainable(target, where, catalog)
     shape = _build_shape(inputs, target, vocab, seq_len)
+    if target is None:
+        check_trainable(shape.num_params, "--layers/--hidden/--heads", catalog)
     if chosen_by == "budget / --tokens" and hw_flops is not None and inputs.flops is None:
         shape = _fill_hours(inputs, shape, hw_flops, vocab, seq_len)
     n = shape.num_params

@@ -84,15 +84,29 @@ def train_library_tokenizer(
     if sum(p.used_bytes for p in plans) == 0:
         names = ", ".join(p.spec.name for p in plans)
         raise DataError(f"corpora {names}: no documents with text; check the paths and text_field")
-    if tokenizer.get_vocab_size() < config.vocab_size:
-        log.warning(
-            "the %s trainer stopped at %d of the %d requested tokens (too little distinct text); "
-            "the manifest records the real size",
-            config.model,
-            tokenizer.get_vocab_size(),
-            config.vocab_size,
-        )
+    check_vocab_reached(config, plans, tokenizer.get_vocab_size())
     return tokenizer
+
+
+# A trainer that stops below this share of the requested size says the corpus is far too small
+# for it: an error. Just below the size (a few pieces short) is a warning.
+_MIN_REACHED_SHARE = 0.9
+
+
+def check_vocab_reached(config: TrainConfig, plans: list[CorpusPlan], got: int) -> None:
+    """The trainers stop early when the text has no more pairs/pieces to add; say so with the numbers."""
+    wanted = config.vocab_size
+    if got >= wanted:
+        return
+    names = ", ".join(p.spec.name for p in plans)
+    used = sum(p.used_bytes for p in plans)
+    what = (
+        f"--vocab-size {wanted}: the {config.model} trainer found only {got} tokens in the corpora "
+        f"{names} ({used:,} bytes of text, too few distinct words)"
+    )
+    if got < _MIN_REACHED_SHARE * wanted:
+        raise DataError(f"{what}; lower --vocab-size to {got} or less, or train on more text")
+    log.warning("%s; the manifest records the real size", what)
 
 
 def _require_text(texts: Iterator[str], plans: list[CorpusPlan]) -> Iterator[str]:

@@ -90,3 +90,68 @@ def test_shipped_sample_reads_with_counts():
     docs = list(reader)
     assert len(docs) == 38 and reader.stats.num_skipped == 0
     assert all(d.source == "finance" for d in docs)
+
+
+def _gz_lines(num: int) -> bytes:
+    return gzip.compress(_jsonl_bytes([{"text": f"document {i} " * 20} for i in range(num)]))
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_truncated_gz_names_the_file_and_the_last_line_read(tmp_path, strict):
+    data = _gz_lines(400)
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(data[: len(data) // 2])
+    reader = CorpusReader(path, strict=strict)
+    seen = []
+    # Even without --strict: skipping the rest of a damaged file would silently train on part of it.
+    with pytest.raises(
+        DataError, match=r"cut\.jsonl\.gz: truncated or corrupt compressed file \(after line (\d+): "
+    ) as err:
+        seen.extend(reader)
+    last_line = int(str(err.value).split("after line ")[1].split(":")[0])
+    assert 0 < last_line < 400 and len(seen) == last_line
+    assert "gzip -t" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "match"),
+    [
+        ("plain.jsonl.gz", b'{"text": "not compressed"}\n', r"plain\.jsonl\.gz: .*before the first line: Not a gzipped file"),
+        ("bad.jsonl.zst", b"\x28\xb5\x2f\xfd" + b"\x00garbage" * 8, r"bad\.jsonl\.zst: truncated or corrupt .*zstd -t"),
+    ],
+)  # fmt: skip
+def test_corrupt_compressed_files(tmp_path, name, data, match):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=match):
+        list(CorpusReader(path))
+
+
+def test_corrupt_body_of_a_gz(tmp_path):
+    data = bytearray(_gz_lines(50))
+    for i in range(12, len(data) - 8):
+        data[i] ^= 0xA5
+    path = tmp_path / "flipped.jsonl.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"flipped\.jsonl\.gz: truncated or corrupt compressed file"):
+        list(CorpusReader(path))
+
+
+def test_corrupt_parquet(tmp_path):
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"text": [f"row {i}" for i in range(300)]}), good)
+    data = good.read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    for i in range(4, 120):
+        flipped[i] ^= 0x5A
+    (tmp_path / "flipped.parquet").write_bytes(bytes(flipped))
+    (tmp_path / "text.parquet").write_bytes(b"not parquet at all")
+    for name in ("cut", "flipped", "text"):
+        with pytest.raises(
+            DataError, match=rf"{name}\.parquet: corrupt or not a Parquet file \(before the first row: "
+        ) as err:
+            list(CorpusReader(tmp_path / f"{name}.parquet"))
+        assert "\n" not in str(err.value)
+    with pytest.raises(DataError, match=r"no column 'body' \(columns: text\); set text_field"):
+        list(CorpusReader(good, text_field="body"))
