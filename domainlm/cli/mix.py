@@ -51,6 +51,39 @@ def allocation_table(result: MixResult, dry_run: bool) -> Table:
     return table
 
 
+def phase_table(result: MixResult) -> Table:
+    """Per phase of a schedule: its sequence range, tokens, and each source's target -> realized ratio."""
+    table = Table(box=box.SIMPLE_HEAD, title="mix phases")
+    for name in ["phase", "sequences", "tokens", *(a.name for a in result.allocations)]:
+        table.add_column(name, justify="left" if name == "phase" else "right")
+    for phase in result.phases:
+        ratios = [
+            f"{target:.2f} -> {realized:.4f}" if target else "-"
+            for target, realized in zip(phase.target_ratios, phase.realized_ratios, strict=True)
+        ]
+        table.add_row(phase.name, f"[{phase.start:,}, {phase.stop:,})", human_count(phase.tokens), *ratios)
+    return table
+
+
+def _phase_summary(result: MixResult) -> list[dict]:
+    names = [a.name for a in result.allocations]
+    return [
+        {
+            "name": p.name,
+            "start": p.start,
+            "stop": p.stop,
+            "num_tokens": p.tokens,
+            "sources": {
+                name: {"target_ratio": target, "sequences": count, "realized_ratio": round(realized, 9)}
+                for name, target, count, realized in zip(
+                    names, p.target_ratios, p.counts, p.realized_ratios, strict=True
+                )
+            },
+        }
+        for p in result.phases
+    ]
+
+
 def summary(result: MixResult) -> dict:
     """The --json document: where the mix is, its fingerprint, and the allocation per source."""
     return {
@@ -77,6 +110,7 @@ def summary(result: MixResult) -> dict:
             }
             for a, s in zip(result.allocations, result.sources, strict=True)
         ],
+        "phases": _phase_summary(result),
     }
 
 
@@ -133,6 +167,8 @@ def mix(
         print(json.dumps(summary(result), indent=2))
         return
     console.print(allocation_table(result, dry_run))
+    if len(result.phases) > 1:
+        console.print(phase_table(result))
     for source in result.sources:
         _warn_skipped(source.name, source.read)
     if result.out is not None:

@@ -1,13 +1,13 @@
 """Stage 3: corpora + token ratios -> packed, shuffled token shards + manifest (format domainlm.mix/v1).
 
-Read API: `domainlm.mix.manifest` (open_mix, MixManifest; numpy only) and `domainlm.mix.dataset`
+Read API: `domainlm.mix.manifest` (open_mix, MixManifest, train_source_ids; numpy only) and `domainlm.mix.dataset`
 (PackedSequences, RankSlice, train_dataset, val_datasets; imports torch). Both load on first use so
 `domainlm mix` starts fast.
 """
 
 from typing import Any
 
-_MANIFEST_API = ("MixManifest", "open_mix")
+_MANIFEST_API = ("MixManifest", "SourceIds", "open_mix", "train_source_ids")
 _DATASET_API = ("PackedSequences", "RankSlice", "train_dataset", "val_datasets")
 __all__ = [*_MANIFEST_API, *_DATASET_API]
 

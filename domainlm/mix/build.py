@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -19,9 +19,9 @@ from rich.progress import Progress
 from domainlm.corpus import CorpusReader
 from domainlm.errors import ConfigError
 from domainlm.mix import layout
-from domainlm.mix.allocate import Allocation, Supply, allocate
+from domainlm.mix.allocate import Allocation, PhaseAllocation, Schedule, Supply, allocate_phases
 from domainlm.mix.cache import TokenCache, open_cache
-from domainlm.mix.config import MixConfig
+from domainlm.mix.config import MixConfig, phase_targets, target_ratios, training_tokens
 from domainlm.mix.encode import BatchEncoder, load_mix_tokenizer, splitting_is_exact
 from domainlm.mix.shards import build_manifest, pack_val, write_train_shards
 from domainlm.mix.sources import SourceTokens, tokenize_source
@@ -45,6 +45,7 @@ class MixResult:
     seconds: float
     out: Path | None = None
     manifest: dict | None = None
+    phases: list[PhaseAllocation] = field(default_factory=list)  # in training order (one without `phases:`)
 
     @property
     def text_bytes(self) -> int:
@@ -99,12 +100,14 @@ def _tokenize_all(
     return results
 
 
-def _allocate(config: MixConfig, sources: list[SourceTokens]) -> list[Allocation]:
+def _allocate(config: MixConfig, sources: list[SourceTokens]) -> Schedule:
     supplies = [
-        Supply(name, cfg.ratio, tokens.tokens, cfg.max_repeats)
-        for (name, cfg), tokens in zip(config.sources.items(), sources, strict=True)
+        Supply(name, ratio, tokens.tokens, cfg.max_repeats)
+        for (name, cfg), ratio, tokens in zip(
+            config.sources.items(), target_ratios(config), sources, strict=True
+        )
     ]
-    return allocate(supplies, config.seq_len, config.total_tokens)
+    return allocate_phases(supplies, phase_targets(config), config.seq_len, training_tokens(config))
 
 
 def _tokenizer_entry(loaded: LoadedTokenizer, encoder_name: str) -> dict:
@@ -123,15 +126,15 @@ def _write_outputs(
     root: Path,
     config: MixConfig,
     loaded: LoadedTokenizer,
-    allocations,
+    schedule: Schedule,
     sources,
     progress: Progress,
     encoder_name: str,
 ) -> dict:
-    total = sum(a.sequences for a in allocations)
+    total = sum(a.sequences for a in schedule.allocations)
     task = progress.add_task("write shards", total=total)
     shards = write_train_shards(
-        root, allocations, sources, loaded.dtype, config.seed, config.shard_tokens,
+        root, schedule, sources, loaded.dtype, config.seed, config.shard_tokens,
         on_block=lambda n: progress.update(task, advance=n),
     )  # fmt: skip
     val_sequences = [pack_val(s, config.seq_len, loaded.dtype) for s in sources]
@@ -140,7 +143,7 @@ def _write_outputs(
         root,
         config.model_dump(mode="json"),
         _tokenizer_entry(loaded, encoder_name),
-        allocations,
+        schedule,
         sources,
         val_sequences,
         shards,
@@ -182,10 +185,9 @@ def build_mix(
     with output as root, make_progress(quiet) as progress:
         encoder = _encoder(loaded, readers)
         sources = _tokenize_all(config, readers, encoder, root, progress, token_cache)
-        allocations = _allocate(config, sources)
+        schedule = _allocate(config, sources)
         manifest = None
         if root is not None:
-            manifest = _write_outputs(
-                root, config, loaded, allocations, sources, progress, encoder.encoder_name
-            )
-    return MixResult(allocations, sources, loaded, time.perf_counter() - started, out, manifest)
+            manifest = _write_outputs(root, config, loaded, schedule, sources, progress, encoder.encoder_name)
+    seconds = time.perf_counter() - started
+    return MixResult(schedule.allocations, sources, loaded, seconds, out, manifest, schedule.phases)

@@ -1,7 +1,8 @@
 """Mix directory (manifest.json + flat token shards) -> torch Datasets of sequences.
 
 The read side of format `domainlm.mix/v1` (README "Mix output format"); the manifest itself is read
-by `domainlm.mix.manifest.open_mix` (no torch). Shards are flat arrays of
+by `domainlm.mix.manifest.open_mix` (no torch), the per-sequence source ids by its
+`train_source_ids` (sample i of `train_dataset` came from source `train_source_ids(dir)[i]`). Shards are flat arrays of
 `seq_len`-token sequences; a sample is one slice of a `np.memmap`, so `ds[i]` costs one page-cache
 read whatever the dataset size, and nothing is loaded up front.
 """
@@ -16,7 +17,10 @@ import torch
 from torch.utils.data import Dataset
 
 from domainlm.errors import ConfigError, DataError
-from domainlm.mix.manifest import DTYPES, MixManifest, open_mix
+from domainlm.mix.manifest import DTYPES, MixManifest, SourceIds, open_mix, train_source_ids
+
+# train_source_ids / SourceIds live in the numpy-only manifest module; offered here beside the datasets.
+__all__ = ["PackedSequences", "RankSlice", "SourceIds", "train_dataset", "train_source_ids", "val_datasets"]
 
 
 class PackedSequences(Dataset):

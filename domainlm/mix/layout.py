@@ -13,6 +13,11 @@ def shard_path(index: int) -> str:
     return f"train/shard_{index:05d}.bin"
 
 
+def source_ids_path(index: int) -> str:
+    """One uint8 source index per sequence of shard `index` (no `.bin`: a `*.bin` glob stays tokens)."""
+    return f"train/shard_{index:05d}.source_ids"
+
+
 def work_token_path(source: str) -> str:
     return f"{WORK_DIR}/{source}.train.bin"
 

@@ -7,6 +7,7 @@ checks this). The torch Datasets over the shards live in `domainlm.mix.dataset`.
 
 from __future__ import annotations
 
+import bisect
 import json
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from domainlm.errors import ConfigError, DataError
 from domainlm.mix.layout import DTYPES as DTYPE_NAMES
 from domainlm.mix.layout import FORMAT, MANIFEST_NAME
 
-__all__ = ["FORMAT", "MANIFEST_NAME", "MixManifest", "is_mix_dir", "open_mix"]
+__all__ = [
+    "FORMAT",
+    "MANIFEST_NAME",
+    "MixManifest",
+    "SourceIds",
+    "is_mix_dir",
+    "open_mix",
+    "train_source_ids",
+]
 
 DTYPES = {name: np.dtype(name) for name in DTYPE_NAMES}
 
@@ -31,6 +40,8 @@ class ShardInfo(_ManifestModel):
     path: str  # relative to the mix directory
     num_sequences: int
     sha256: str
+    source_ids_path: str | None = None  # one uint8 source index per sequence (None: an older mix)
+    source_ids_sha256: str | None = None
 
 
 class TrainInfo(_ManifestModel):
@@ -61,6 +72,28 @@ class SourceInfo(_ManifestModel):
     val: ValInfo
 
 
+class PhaseSourceInfo(_ManifestModel):
+    name: str
+    target_ratio: float  # 0: the source sits this phase out
+    sequences: int
+    tokens: int
+    realized_ratio: float  # sequences / the phase's sequences
+
+
+class PhaseInfo(_ManifestModel):
+    """One phase of the mixture schedule: global sequences [start, stop) in shard order."""
+
+    index: int
+    name: str
+    start: int
+    stop: int
+    num_sequences: int
+    num_tokens: int
+    target_share: float
+    realized_share: float
+    sources: list[PhaseSourceInfo]  # in the order of the manifest's sources
+
+
 class TokenizerInfo(_ManifestModel):
     path: str
     fingerprint: (
@@ -80,6 +113,7 @@ class MixManifest(_ManifestModel):
     config: dict
     sources: list[SourceInfo]
     train: TrainInfo
+    phases: list[PhaseInfo] = []  # in training order; empty only in mixes built before phases
     fingerprint: str
     root: Path | None = None  # the mix directory it was read from (not stored in the file)
 
@@ -104,6 +138,14 @@ class MixManifest(_ManifestModel):
                 return source
         names = ", ".join(s.name for s in self.sources)
         raise ConfigError(f"mix {self.root}: no source {name!r} (sources: {names})")
+
+    def phase_of(self, index: int) -> PhaseInfo:
+        """The phase that holds global training sequence `index` (its position in shard order)."""
+        if not self.phases:
+            raise DataError(f"{self.path}: records no phases (an older mix); rebuild it with `domainlm mix`")
+        if not 0 <= index < self.train.num_sequences:
+            raise IndexError(f"sequence {index} out of range for {self.train.num_sequences} sequences")
+        return self.phases[bisect.bisect_right([p.start for p in self.phases], index) - 1]
 
     def val_text_paths(self) -> list[tuple[str, Path]]:
         """(source name, held-out raw text) per source, in manifest order; a missing file is a DataError."""
@@ -148,3 +190,65 @@ def open_mix(mix_dir: str | Path) -> MixManifest:
     if manifest.dtype not in DTYPES:
         raise DataError(f"{path}: dtype {manifest.dtype!r} is not one of {sorted(DTYPES)}; rebuild the mix")
     return manifest
+
+
+class SourceIds:
+    """The source of every training sequence in global (shard) order: `ids[i]` is an index into
+    `manifest.sources`; `ids[array or slice]` gives a uint8 array. Reads the shards'
+    `.source_ids` files through memmaps opened on first use (dropped when pickled); nothing is
+    loaded up front. `RankSlice(ids, rank, world_size, start)` lines them up with a rank's samples.
+    """
+
+    def __init__(self, manifest: MixManifest) -> None:
+        self.manifest = manifest
+        self.paths, counts = [], []
+        for shard in manifest.train.shards:
+            if shard.source_ids_path is None:
+                raise DataError(
+                    f"{manifest.path}: shard {shard.path} has no source ids (built before domainlm wrote them); "
+                    "rebuild the mix with `domainlm mix`"
+                )
+            path = manifest.resolve(shard.source_ids_path)
+            size = path.stat().st_size if path.is_file() else None
+            if size != shard.num_sequences:
+                found = "is missing" if size is None else f"has {size} bytes"
+                raise DataError(
+                    f"{path}: {found}, the manifest says {shard.num_sequences} sequences (one byte each); "
+                    "the mix is incomplete or was changed, rebuild it"
+                )
+            self.paths.append(path)
+            counts.append(shard.num_sequences)
+        self.starts = np.cumsum([0, *counts])
+        self._maps: list[np.memmap | None] = [None] * len(self.paths)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _map(self, k: int) -> np.memmap:
+        if self._maps[k] is None:
+            self._maps[k] = np.memmap(self.paths[k], dtype=np.uint8, mode="r")
+        return self._maps[k]
+
+    def __getitem__(self, index: int | slice | np.ndarray) -> int | np.ndarray:
+        if isinstance(index, slice):
+            return self[np.arange(*index.indices(len(self)), dtype=np.int64)]
+        if np.ndim(index) == 0:
+            return int(self[np.asarray([index], dtype=np.int64)][0])
+        ids = np.asarray(index, dtype=np.int64)
+        ids = np.where(ids < 0, ids + len(self), ids)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
+            raise IndexError(f"sequence index out of range for {len(self)} sequences")
+        shard = np.searchsorted(self.starts, ids, side="right") - 1
+        out = np.empty(ids.shape, dtype=np.uint8)
+        for k in np.unique(shard).tolist():
+            mask = shard == k
+            out[mask] = self._map(k)[ids[mask] - self.starts[k]]
+        return out
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": [None] * len(self.paths)}
+
+
+def train_source_ids(mix_dir: str | Path) -> SourceIds:
+    """Per training sequence, the index of its source in the manifest's `sources`, in global order."""
+    return SourceIds(open_mix(mix_dir))
