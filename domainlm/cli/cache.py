@@ -9,6 +9,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from domainlm.cli.options import Json
 from domainlm.config import resolve_cli_path
 from domainlm.mix.cache import EntryInfo, TokenCache, default_cache_dir, parse_age
 from domainlm.progress import console
@@ -19,7 +20,6 @@ app = typer.Typer(help="The token cache of `mix`: list what is cached, prune it.
 CacheOption = Annotated[
     str | None, typer.Option("--cache", help="Cache directory (default: $XDG_CACHE_HOME/domainlm/tokens).")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only (stdout).")]
 
 
 def _cache(path: str | None) -> TokenCache:
@@ -66,7 +66,7 @@ def _table(title: str, entries: list[EntryInfo]) -> Table:
 
 
 @app.command("list")
-def list_entries(cache: CacheOption = None, as_json: JsonOption = False) -> None:
+def list_entries(cache: CacheOption = None, as_json: Json = False) -> None:
     """Show cached files: source file, tokenizer fingerprint, documents, tokens, bytes on disk, last use."""
     token_cache = _cache(cache)
     entries = token_cache.entries()
@@ -87,7 +87,7 @@ def prune(
     key: Annotated[
         str | None, typer.Option(help="Delete the entry with this key (or a 6+ char prefix).")
     ] = None,
-    as_json: JsonOption = False,
+    as_json: Json = False,
 ) -> None:
     """Delete cache entries (a later mix tokenizes those files again)."""
     token_cache = _cache(cache)

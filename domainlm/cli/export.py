@@ -8,6 +8,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from domainlm.cli.options import Json, Overwrite, out_option
 from domainlm.config import resolve_cli_path
 from domainlm.outputs import to_json
 from domainlm.progress import console, err_console
@@ -32,11 +33,9 @@ def _table(summary: dict) -> Table:
 @app.command("megatron")
 def megatron(
     mix: Annotated[str, typer.Argument(help="Mix directory (the --out of `domainlm mix`).")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Output directory for the .bin/.idx pairs.")],
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace OUT if an earlier domainlm command wrote it.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary only (stdout).")] = False,
+    out: Annotated[str, out_option("Output directory for the .bin/.idx pairs.")],
+    overwrite: Overwrite = False,
+    as_json: Json = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
     """Megatron indexed datasets (.bin hard-linked to the mix's shards, .idx written) + data-args files.
