@@ -412,3 +412,33 @@ def test_cli_bad_schedule_is_one_line_exit_2(small_corpora, tmp_path):
     line = _error_line(_cli(greedy, "--out", tmp_path / "out", "--no-cache"))
     assert "repeats over all phases, over max_repeats 3" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["greedy.yaml", "shares.yaml"]  # nothing written
+
+
+def test_cli_prints_the_phases_and_their_json(small_corpora, tmp_path):
+    from typer.testing import CliRunner
+
+    from tests.mix.test_cli import _app
+
+    fin, gen = small_corpora / "fin.jsonl", small_corpora / "gen.jsonl"
+    config = tmp_path / "anneal.yaml"
+    config.write_text(
+        f"sources:\n  fin: {{paths: {fin}, max_repeats: 3}}\n  gen: {{paths: {gen}}}\n"
+        f"seq_len: 64\nval_fraction: 0.2\ntokenizer: {GPT2}\nphases:\n"
+        "  - {name: main, share: 0.9, ratios: {fin: 0.4, gen: 0.6}}\n"
+        "  - {name: anneal, share: 0.1, ratios: {fin: 0.8, gen: 0.2}}\n"
+    )
+    table = CliRunner().invoke(_app(), ["mix", str(config), "--dry-run"])
+    assert table.exit_code == 0, table.output
+    assert "mix phases" in table.output
+    assert "[1,187, 1,319)" in table.output and "0.80 -> 0.8030" in table.output  # 106 / 132
+    as_json = CliRunner().invoke(_app(), ["mix", str(config), "--dry-run", "--json"])
+    phases = json.loads(as_json.stdout)["phases"]
+    assert [(p["name"], p["start"], p["stop"], p["num_tokens"]) for p in phases] == [
+        ("main", 0, 1187, 1187 * 64),
+        ("anneal", 1187, 1319, 132 * 64),
+    ]
+    assert phases[1]["sources"]["fin"] == {
+        "target_ratio": 0.8,
+        "sequences": 106,
+        "realized_ratio": 0.803030303,
+    }
