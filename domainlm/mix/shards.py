@@ -157,12 +157,13 @@ class _ShardFile:
         self.tokens.write(data)
         self.ids.write(ids)
 
-    def close(self, count: int) -> ShardSpec:
+    def close(self) -> None:
         self.tokens.close()
         self.ids.close()
-        return ShardSpec(
-            self.path, count, self.token_digest.hexdigest(), self.ids_path, self.ids_digest.hexdigest()
-        )
+
+    def spec(self, count: int) -> ShardSpec:
+        token_sha, ids_sha = self.token_digest.hexdigest(), self.ids_digest.hexdigest()
+        return ShardSpec(self.path, count, token_sha, self.ids_path, ids_sha)
 
 
 def write_train_shards(
@@ -195,7 +196,8 @@ def write_train_shards(
                     if on_block is not None:
                         on_block(stop - start)
             finally:
-                shards.append(shard.close(count))
+                shard.close()
+            shards.append(shard.spec(count))
     finally:
         gatherer.close()
     return shards
