@@ -1,6 +1,9 @@
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,31 +51,63 @@ def test_out_folder_rules(tmp_path):
     assert [p.name for p in demo.iterdir()] == [MARKER_NAME] and has_marker(demo)
 
 
-@pytest.mark.slow
-def test_quick_demo_writes_every_artifact_and_training_helps(tmp_path):
-    out = tmp_path / "demo"
-    result = subprocess.run(
-        [sys.executable, "-m", "domainlm", "demo", "--quick", "--out", str(out), "--json"],
+REPO = Path(__file__).resolve().parents[2]
+DEMO_ARTIFACTS = [
+    "tokenizer/tokenizer.json",
+    "coverage/report.html",
+    "mix/manifest.json",
+    "plan/plan.txt",
+    "plan/plan.json",
+    "run/metrics.jsonl",
+    "run/export/config.json",
+    "untrained/config.json",
+    "eval/report.json",
+    "eval/bits_per_byte.png",
+    "loss.png",
+    "report.html",
+]
+
+
+def _fresh_clone(dest: Path) -> Path:
+    """The working tree as a clone would have it: tracked and untracked-but-not-ignored files, so
+    uncommitted work is what gets tested (no .venv, no build outputs, no earlier demo_out)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():  # a tracked file deleted in the working tree is not in a clone of it
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return {**env, **extra}
+
+
+def _domainlm(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "domainlm", *args],
+        cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
+
+
+def _imported_from(cwd: Path, env: dict[str, str]) -> Path:
+    code = "import domainlm; print(domainlm.__file__)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
+    return Path(result.stdout.strip())
+
+
+def _check_quick_demo(out: Path, result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
-    for artifact in [
-        "tokenizer/tokenizer.json",
-        "coverage/report.html",
-        "mix/manifest.json",
-        "plan/plan.txt",
-        "plan/plan.json",
-        "run/metrics.jsonl",
-        "run/export/config.json",
-        "untrained/config.json",
-        "eval/report.json",
-        "eval/bits_per_byte.png",
-        "loss.png",
-        "report.html",
-    ]:
+    for artifact in DEMO_ARTIFACTS:
         assert (out / artifact).is_file(), artifact
     bpb = summary["bits_per_byte"]
     for domain in ("finance", "general"):
@@ -86,3 +121,40 @@ def test_quick_demo_writes_every_artifact_and_training_helps(tmp_path):
     ]:
         assert link in page
     assert [s["name"] for s in summary["steps"]][-1] == "generate"
+
+
+@pytest.mark.slow
+def test_readme_demo_runs_from_the_root_of_a_fresh_clone(tmp_path):
+    """The README's command, as written: relative default --out (demo_out) in the repository root, where
+    the pretrain step gets `--set data.mix=demo_out/mix` (a path relative to the cwd)."""
+    clone = _fresh_clone(tmp_path / "clone")
+    env = _env()
+    assert _imported_from(clone, env) == clone / "domainlm" / "__init__.py"  # the clone's code runs
+    result = _domainlm(["demo", "--quick", "--json"], clone, env)
+    assert "data.mix=demo_out/mix" in result.stderr  # the step was printed with the relative path
+    _check_quick_demo(clone / "demo_out", result)
+
+
+@pytest.mark.slow
+def test_non_editable_install_runs_recipes_and_the_demo_from_an_unrelated_directory(tmp_path):
+    """`pip install .` (not editable): recipes and data mixes ship inside the package."""
+    clone = _fresh_clone(tmp_path / "clone")
+    site = tmp_path / "site"
+    install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run(
+        [*install, "--target", str(site), str(clone)], check=True, capture_output=True, timeout=600
+    )
+    assert (site / "domainlm" / "recipes" / "legal.yaml").is_file()
+    assert (site / "domainlm" / "data_mixes" / "finance_51_49.yaml").is_file()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = _env(PYTHONPATH=str(site))
+    assert _imported_from(elsewhere, env) == site / "domainlm" / "__init__.py"  # not the repository's copy
+
+    result = _domainlm(["pretrain", "--recipe", "legal", "--dry-run", "--json"], elsewhere, env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["recipe"]["data"]["mix"] == str(
+        site / "domainlm/data_mixes/legal_50_50.yaml"
+    )
+
+    _check_quick_demo(elsewhere / "demo_out", _domainlm(["demo", "--quick", "--json"], elsewhere, env))
