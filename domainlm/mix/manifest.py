@@ -91,6 +91,7 @@ class PhaseInfo(_ManifestModel):
     num_tokens: int
     target_share: float
     realized_share: float
+    shards: list[str]  # paths of the shards that hold it (a shard never straddles two phases)
     sources: list[PhaseSourceInfo]  # in the order of the manifest's sources
 
 

@@ -13,8 +13,10 @@ Shard order: the phases are laid out back to back (phase p holds global position
 [start_p, stop_p)); inside a phase the sequences are numbered source block after source block and
 written in the order of a seeded permutation of that phase alone (`Permutation`, keyed
 `{seed}/shuffle` for phase 0, as for a mix without phases, and `{seed}/shuffle/{p}` after), so no
-sequence leaves its phase. The permutation is evaluated block by block, so nothing of size S or of
-the corpus is held in RAM: the shard writer copies one block of sequences at a time out of the
+sequence leaves its phase. A shard never straddles two phases (each phase starts a new shard, and
+the manifest lists each phase's shards), so a trainer that runs the phases as separate stages can
+be given one phase's shards. The permutation is evaluated block by block, so nothing of size S or
+of the corpus is held in RAM: the shard writer copies one block of sequences at a time out of the
 per-source token files.
 
 Source ids: beside each `train/shard_NNNNN.bin` the writer puts `train/shard_NNNNN.source_ids`,
@@ -177,7 +179,6 @@ def write_train_shards(
 ) -> list[ShardSpec]:
     """Write `train/shard_NNNNN.bin` (+ `.source_ids`) of whole sequences, phase by phase, each shuffled."""
     seq_len = schedule.allocations[0].seq_len
-    total = schedule.allocations[0].total_sequences
     per_shard = max(1, shard_tokens // seq_len)
     per_block = max(1, min(per_shard, BLOCK_TOKENS // seq_len))
     order = ShardOrder(schedule, seed)
@@ -185,8 +186,12 @@ def write_train_shards(
     (out_dir / "train").mkdir(parents=True, exist_ok=True)
     shards: list[ShardSpec] = []
     try:
-        for first in range(0, total, per_shard):
-            count = min(per_shard, total - first)
+        cuts = [
+            (first, min(per_shard, p.stop - first))
+            for p in schedule.phases
+            for first in range(p.start, p.stop, per_shard)
+        ]
+        for first, count in cuts:
             shard = _ShardFile(out_dir, len(shards))
             try:
                 for start in range(first, first + count, per_block):
@@ -260,8 +265,9 @@ def output_fingerprint(manifest: dict, out_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def phase_entry(phase: PhaseAllocation, names: list[str], total: int) -> dict:
-    """One phase: its range in shard order, its tokens, and per source target and realized ratio."""
+def phase_entry(phase: PhaseAllocation, names: list[str], total: int, shards: list[ShardSpec]) -> dict:
+    """One phase: its range in shard order, its shards, tokens, and per source target and realized ratio."""
+    starts = np.cumsum([0] + [s.num_sequences for s in shards])
     return {
         "index": phase.index,
         "name": phase.name,
@@ -271,6 +277,11 @@ def phase_entry(phase: PhaseAllocation, names: list[str], total: int) -> dict:
         "num_tokens": phase.tokens,
         "target_share": phase.target_share,
         "realized_share": round(phase.sequences / total, 9),
+        "shards": [
+            s.path
+            for s, first in zip(shards, starts.tolist(), strict=False)
+            if phase.start <= first < phase.stop
+        ],
         "sources": [
             {
                 "name": name,
@@ -321,7 +332,7 @@ def build_manifest(
         "sources": [
             source_entry(a, s, v) for a, s, v in zip(allocations, sources, val_sequences, strict=True)
         ],
-        "phases": [phase_entry(p, [a.name for a in allocations], total) for p in schedule.phases],
+        "phases": [phase_entry(p, [a.name for a in allocations], total, shards) for p in schedule.phases],
         "train": {
             "num_sequences": total,
             "num_tokens": total * seq_len,

@@ -109,6 +109,12 @@ def test_phases_are_exact_to_the_sequence(phased):
         assert [s.tokens for s in phase.sources] == [n * manifest.seq_len for n in counts]
     main, anneal = manifest.phases
     assert [(p.name, p.start, p.stop) for p in manifest.phases] == [("main", 0, 1187), ("anneal", 1187, 1319)]
+    # shard_tokens = 1000 sequences: the anneal starts a shard of its own
+    assert [(p.shards, p.start) for p in manifest.phases] == [
+        (["train/shard_00000.bin", "train/shard_00001.bin"], 0),
+        (["train/shard_00002.bin"], 1187),
+    ]
+    assert [s.num_sequences for s in manifest.train.shards] == [1000, 187, 132]
     assert [s.target_ratio for s in anneal.sources] == [0.8, 0.2]
     assert (main.target_share, anneal.target_share) == (0.9, 0.1)
     assert anneal.realized_share == pytest.approx(sum(split[1]) / total)
