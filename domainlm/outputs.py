@@ -20,7 +20,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -375,10 +375,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint_files(paths: list[Path]) -> str:
-    """One sha256 over the names and contents of `paths` (sorted), e.g. a tokenizer directory."""
+def fingerprint_files(paths: list[Path], digests: Mapping[Path, str] | None = None) -> str:
+    """One sha256 over the names and contents of `paths` (sorted), e.g. a tokenizer directory.
+
+    `digests`: file_sha256 values the caller already has (the token cache hashes each corpus file
+    for its key), so no file is read twice."""
+    known = digests or {}
     digest = hashlib.sha256()
     for path in sorted(Path(p) for p in paths):
         digest.update(path.name.encode())
-        digest.update(file_sha256(path).encode())
+        digest.update((known.get(path) or file_sha256(path)).encode())
     return digest.hexdigest()

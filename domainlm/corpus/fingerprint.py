@@ -6,16 +6,16 @@ one corpus has one fingerprint across all of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from domainlm.outputs import fingerprint_files
 
 
-def corpus_fingerprint(files: Iterable[Path]) -> str:
+def corpus_fingerprint(files: Iterable[Path], digests: Mapping[Path, str] | None = None) -> str:
     """sha256 over the names and bytes of a corpus's files; a folder (a saved `datasets` dataset)
-    counts as every file inside it."""
+    counts as every file inside it. `digests`: sha256s already computed (see fingerprint_files)."""
     flat: list[Path] = []
     for path in map(Path, files):
         flat.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
-    return fingerprint_files(flat)
+    return fingerprint_files(flat, digests)

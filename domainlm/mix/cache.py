@@ -64,11 +64,21 @@ def reader_format(path: Path) -> str:
     return f"{_kind_of(path)}{compression}"
 
 
-def content_sha256(path: Path) -> str:
-    """sha256 of a file's bytes (~0.6 ms/MB); for a `datasets` directory, over its files' names and bytes."""
+def _flat(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def file_digests(files: list[Path]) -> dict[Path, str]:
+    """sha256 of every file of a source (a `datasets` folder: each file inside), read once (~0.6 ms/MB):
+    they make the cache keys and the source's corpus fingerprint."""
+    return {p: file_sha256(p) for f in files for p in _flat(Path(f))}
+
+
+def content_sha256(path: Path, digests: dict[Path, str] | None = None) -> str:
+    """sha256 of a file's bytes; for a `datasets` directory, over its files' names and bytes."""
     if path.is_dir():
-        return fingerprint_files(sorted(p for p in path.rglob("*") if p.is_file()))
-    return file_sha256(path)
+        return fingerprint_files(_flat(path), digests)
+    return (digests or {}).get(path) or file_sha256(path)
 
 
 def cache_key(inputs: dict) -> str:

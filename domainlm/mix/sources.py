@@ -32,7 +32,7 @@ from domainlm.corpus import CorpusReader, Document
 from domainlm.corpus.fingerprint import corpus_fingerprint
 from domainlm.corpus.readers import ReadStats
 from domainlm.mix import layout
-from domainlm.mix.cache import TokenCache, cache_key, content_sha256, reader_format
+from domainlm.mix.cache import TokenCache, cache_key, content_sha256, file_digests, reader_format
 from domainlm.mix.cache_entry import CacheEntry
 from domainlm.mix.encode import BatchEncoder
 
@@ -183,12 +183,18 @@ class _SourceSink:
         assert int(lengths.sum()) == len(tokens)
         if self.train is None or self.val is None:
             return
-        if not is_val.any():
-            self.train.write(tokens.tobytes())
-            return
-        token_is_val = np.repeat(is_val, lengths)
-        self.train.write(tokens[~token_is_val].tobytes())
-        self.val.write(tokens[token_is_val], held(is_val), r.name, self.base)
+        # Held-out documents are few: write the training runs between them straight from the
+        # batch (no mask over every token, no copy), and gather only the held-out tokens.
+        view, ends = memoryview(np.ascontiguousarray(tokens)), np.cumsum(lengths)
+        held_tokens, done = [], 0
+        for k in np.flatnonzero(is_val).tolist():
+            start = int(ends[k] - lengths[k])
+            self.train.write(view[done:start])
+            held_tokens.append(tokens[start : int(ends[k])])
+            done = int(ends[k])
+        self.train.write(view[done:])
+        if held_tokens:
+            self.val.write(np.concatenate(held_tokens), held(is_val), r.name, self.base)
 
     def close(self) -> None:
         if self.train is not None and self.val is not None:
@@ -233,7 +239,7 @@ def _replay_entry(entry: CacheEntry, file: str, sink: _SourceSink, on_batch: OnB
     """A cached file into the sink: tokens copied in batches, text decoded only for held-out documents."""
     for batch in entry.batches(with_text=sink.needs_text):
         held = lambda is_val, batch=batch: (  # noqa: E731 - consumed inside sink.add
-            batch.document(int(i), file) for i in np.flatnonzero(is_val)
+            entry.document(batch, int(i), file) for i in np.flatnonzero(is_val)
         )
         sink.add(batch.tokens, batch.lengths, batch.num_bytes, held)
         on_batch(len(batch.lengths), int(batch.num_bytes.sum()))
@@ -241,11 +247,16 @@ def _replay_entry(entry: CacheEntry, file: str, sink: _SourceSink, on_batch: OnB
 
 
 def _cached_file(
-    cache: TokenCache, reader: CorpusReader, encoder: BatchEncoder, sink: _SourceSink, on_batch: OnBatch
+    cache: TokenCache,
+    reader: CorpusReader,
+    encoder: BatchEncoder,
+    sink: _SourceSink,
+    on_batch: OnBatch,
+    digests: dict[Path, str],
 ) -> dict:
     """One file through the cache: replay a hit, or tokenize it and write the entry on a miss."""
     path = reader.files[0]
-    inputs = entry_inputs(path, reader.text_field, encoder)
+    inputs = entry_inputs(path, reader.text_field, encoder, digests)
     key = cache_key(inputs)
     entry = cache.open(key, inputs)
     if entry is not None:
@@ -265,11 +276,13 @@ def _cached_file(
     return stats
 
 
-def entry_inputs(path: Path, text_field: str, encoder: BatchEncoder) -> dict:
+def entry_inputs(
+    path: Path, text_field: str, encoder: BatchEncoder, digests: dict[Path, str] | None = None
+) -> dict:
     """What the tokens of `path` depend on (the cache key): its bytes, the tokenizer, the reader."""
     loaded = encoder.loaded
     return {
-        "content_sha256": content_sha256(path),
+        "content_sha256": content_sha256(path, digests),
         "tokenizer_fingerprint": loaded.fingerprint,
         "eos_token_id": loaded.eos_token_id,
         "dtype": loaded.dtype.name,
@@ -297,7 +310,8 @@ def tokenize_source(
     called after each batch (progress bars).
     """
     files = [Path(f) for f in reader.files]
-    result = SourceTokens(name, [str(f) for f in files], corpus_fingerprint(files))
+    digests = file_digests(files) if cache is not None else {}  # each file read once for both
+    result = SourceTokens(name, [str(f) for f in files], corpus_fingerprint(files, digests))
     base = os.path.commonpath([str(f.parent) for f in files])
     sink = _SourceSink(result, HeldOut(val_fraction, seed, name), out_root, base)
     on_batch = on_batch or (lambda num_docs, num_bytes: None)
@@ -308,7 +322,7 @@ def tokenize_source(
             if cache is None:
                 per_file.append(_encode_file(file_reader, encoder, sink, None, on_batch))
             else:
-                per_file.append(_cached_file(cache, file_reader, encoder, sink, on_batch))
+                per_file.append(_cached_file(cache, file_reader, encoder, sink, on_batch, digests))
     finally:
         sink.close()
     result.read = _merge_stats(per_file)

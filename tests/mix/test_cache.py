@@ -105,8 +105,17 @@ def test_entry_holds_what_batch_encoder_produces(corpora, tmp_path):
     assert np.array_equal(np.fromfile(folder / "tokens.bin", dtype=np.uint16), tokens)
     assert np.array_equal(np.load(folder / "ends.npy"), np.cumsum(lengths))
     assert np.array_equal(np.load(folder / "bytes.npy"), [len(t.encode()) for t in texts])
-    with zstandard.ZstdDecompressor().stream_reader(open(folder / "text.zst", "rb")) as handle:
-        assert handle.read() == "".join(texts).encode()
+    text = (folder / "text.zst").read_bytes()
+    frames = np.load(folder / "frames.npy")  # (first document, offset): whole documents per frame
+    assert frames[0].tolist() == [0, 0] and len(frames) > 2 and np.all(np.diff(frames, axis=0) > 0)
+    bounds = [*frames[:, 1].tolist(), len(text)]
+    pieces = [
+        zstandard.ZstdDecompressor().decompress(text[a:b])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    assert b"".join(pieces) == "".join(texts).encode()
+    first = frames[1, 0]
+    assert pieces[0] == "".join(texts[:first]).encode()
     with zstandard.ZstdDecompressor().stream_reader(open(folder / "ids.zst", "rb")) as handle:
         assert handle.read().decode().splitlines()[:2] == ['":1"', '":2"']
     gen = result.sources[1]
@@ -413,3 +422,24 @@ def test_prune_arguments_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"--older-than '30 days': expected a number and a unit s/m/h/d/w"):
         parse_age("30 days")
     assert parse_age("30d") == 30 * 86400 and parse_age("1.5h") == 5400
+
+
+def test_digests_read_once_give_the_same_fingerprints(tmp_path):
+    from domainlm.corpus.fingerprint import corpus_fingerprint
+    from domainlm.mix.cache import content_sha256, file_digests
+    from domainlm.outputs import file_sha256, fingerprint_files
+
+    folder = _every_format(tmp_path / "legal")
+    dataset = tmp_path / "ds"
+    (dataset / "train").mkdir(parents=True)
+    (dataset / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    (dataset / "train" / "data.arrow").write_bytes(b"\0" * 100)
+    files = [*sorted(folder.iterdir()), dataset]
+    digests = file_digests(files)
+    assert len(digests) == 5 and digests[folder / "a.txt"] == file_sha256(folder / "a.txt")
+    assert corpus_fingerprint(files, digests) == corpus_fingerprint(files)
+    assert (
+        content_sha256(dataset, digests)
+        == content_sha256(dataset)
+        == fingerprint_files([dataset / "dataset_dict.json", dataset / "train" / "data.arrow"])
+    )
