@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ from domainlm.cli.options import Json, Overwrite, Quiet, out_option
 from domainlm.config import resolve_cli_path
 from domainlm.errors import ConfigError
 from domainlm.mix.build import MixResult, build_mix
+from domainlm.mix.cache import default_cache_dir
 from domainlm.mix.config import apply_flags, load_mix_config
 from domainlm.progress import console, err_console
 from domainlm.units import human_count
@@ -124,6 +126,17 @@ def _warn_skipped(name: str, read: dict) -> None:
         )
 
 
+def _cache_line(result: MixResult, token_cache: Path | bool) -> None:
+    """How much came from the token cache (a re-mix should say 'all')."""
+    if token_cache is False:
+        return
+    files = sum(len(s.files) for s in result.sources)
+    cached = sum(s.cached_files for s in result.sources)
+    where = default_cache_dir() if token_cache is True else token_cache
+    line = f"token cache {where}: {cached} of {files} input files read from it, {files - cached} tokenized"
+    err_console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
 def mix(
     config: Annotated[str, typer.Argument(help="Mix YAML (e.g. data_mixes/finance_51_49.yaml).")],
     tokenizer: Annotated[
@@ -136,7 +149,8 @@ def mix(
     seq_len: Annotated[int | None, typer.Option(help="Tokens per packed sequence.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a YAML key: a.b=value.")] = None,
     dry_run: Annotated[
-        bool, typer.Option(help="Tokenize to count, print the allocation, write no mix (fills the token cache).")
+        bool,
+        typer.Option(help="Tokenize to count, print the allocation, write no mix (fills the token cache)."),
     ] = False,
     strict: Annotated[
         bool, typer.Option(help="Malformed/undecodable input is an error, not skipped.")
@@ -161,7 +175,12 @@ def mix(
         raise ConfigError(f"--cache {cache} and --no-cache: pass one of them, not both")
     token_cache = False if no_cache else (resolve_cli_path(cache) if cache is not None else True)
     result = build_mix(
-        resolved, dry_run=dry_run, overwrite=overwrite, strict=strict, quiet=quiet or as_json, cache=token_cache
+        resolved,
+        dry_run=dry_run,
+        overwrite=overwrite,
+        strict=strict,
+        quiet=quiet or as_json,
+        cache=token_cache,
     )
     if as_json:
         print(json.dumps(summary(result), indent=2))
@@ -171,6 +190,7 @@ def mix(
         console.print(phase_table(result))
     for source in result.sources:
         _warn_skipped(source.name, source.read)
+    _cache_line(result, token_cache)
     if result.out is not None:
         console.print(f"wrote {result.out} (fingerprint {result.manifest['fingerprint'][:16]})")
 

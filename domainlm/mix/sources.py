@@ -60,6 +60,7 @@ class SourceTokens:
     val_path: Path | None = None
     val_text_path: Path | None = None
     read: dict = field(default_factory=dict)
+    cached_files: int = 0  # files read from the token cache instead of tokenized
 
 
 class HeldOut:
@@ -265,6 +266,7 @@ def _cached_file(
                 pass
         stats = _replay_entry(entry, str(path), sink, on_batch)
         entry.touch(path)
+        sink.result.cached_files += 1
         return stats
     writer = cache.writer(key, inputs, path, encoder.loaded.dtype)
     try:

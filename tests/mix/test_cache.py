@@ -443,3 +443,20 @@ def test_digests_read_once_give_the_same_fingerprints(tmp_path):
         == content_sha256(dataset)
         == fingerprint_files([dataset / "dataset_dict.json", dataset / "train" / "data.arrow"])
     )
+
+
+def test_mix_cli_says_what_came_from_the_cache(corpora, tmp_path):
+    import typer
+
+    from domainlm.cli import mix as mix_cli
+
+    app = typer.Typer()
+    mix_cli.register(app)
+    app.callback()(lambda: None)
+    args = ["mix", str(_yaml(corpora, tmp_path)), "--dry-run", "--cache", str(tmp_path / "cache")]
+    first, second = (CliRunner().invoke(app, args) for _ in range(2))
+    assert first.exit_code == second.exit_code == 0, first.output
+    assert f"token cache {tmp_path / 'cache'}: 0 of 2 input files read from it, 2 tokenized" in first.stderr
+    assert "2 of 2 input files read from it, 0 tokenized" in second.stderr
+    uncached = CliRunner().invoke(app, [*args[:3], "--no-cache"])
+    assert uncached.exit_code == 0 and "token cache" not in uncached.stderr
