@@ -43,9 +43,23 @@ ENCODER_TOKENIZERS = "tokenizers"
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 _CHUNKS_PER_THREAD = 4  # tasks per thread in a batch: balances uneven documents, little overhead
 
+# Unigram keeps `tokenizers`, measured: on domainlm's Unigram (SentencePiece, vocab 8000, trained on
+# the four shipped samples; tokenizer.json beside the kept sentencepiece.model), SentencePiece's own
+# encoder (num_threads=2) took 1.3 CPU-s for the 16 MB where `tokenizers` took 7.5-8.4, but gave
+# other ids on 10 of the 1495 documents. Its Viterbi keeps a document's running path score in a
+# 32-bit float, so deep into a long document near-ties flip: 5,545 tokens into one, 'In' + 't'
+# (-15.0634) lost to 'I' + 'nt' (-15.0686); on that line alone SentencePiece also picks 'In' + 't'.
+# `tokenizers` sums in float64. Faster but not identical, so not used.
+
 
 class NotConvertible(Exception):
     """The tokenizer has something tiktoken cannot reproduce; the message says what."""
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def replace_surrogates(text: str) -> str:
@@ -74,7 +88,7 @@ class TokenizersEncoder:
         texts = list(texts)
         try:
             encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-        except TypeError:  # a str holding surrogates; anything that is not a str fails again below
+        except TypeError:  # a str holding surrogates (a text that is not a str is a bug: re-raised)
             if not all(isinstance(t, str) for t in texts):
                 raise
             encodings = self.tokenizer.encode_batch_fast(
@@ -91,7 +105,7 @@ class TiktokenEncoder:
     def __init__(self, encoding, id_of_rank: np.ndarray | None, num_threads: int | None = None):
         self.encoding = encoding  # tiktoken.Encoding
         self.id_of_rank = id_of_rank  # None when tiktoken's ranks are the tokenizer's ids
-        self.num_threads = num_threads or len(os.sched_getaffinity(0))
+        self.num_threads = num_threads or _usable_cores()
 
     def encode(self, text: str) -> np.ndarray:
         # Special tokens are split out everywhere, as `tokenizers` splits added tokens out of any text.
