@@ -50,6 +50,9 @@ def _root(
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr
     )
+    # matplotlib logs its font-cache rebuild at INFO; on a fresh machine that line would precede
+    # (and so hide) a command's one `error:` line.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 def _register_commands() -> None:

@@ -33,7 +33,7 @@ def test_bad_config_exits_2_without_traceback(tmp_path, paragraphs):
     corpus = write_jsonl(tmp_path / "c.jsonl", paragraphs[:2])
     result = _cli(str(corpus), "--out", str(tmp_path / "out"), "--set", "near_dedup.threshold=1.2")
     assert result.returncode == 2
-    assert result.stderr == ("error: config: near_dedup.threshold: Input should be less than or equal to 1\n")
+    assert result.stderr == ("error: --set: near_dedup.threshold: Input should be less than or equal to 1\n")
     assert not (tmp_path / "out").exists()
 
 
