@@ -308,3 +308,35 @@ def test_marker_in_home_does_not_make_it_replaceable(world, sandbox, monkeypatch
     code, err = run_cli(monkeypatch, capsys, [*_argv("curate", world, sandbox["home"]), "--overwrite"])
     _assert_refused(code, err, "is your home directory")
     assert _snapshot(sandbox["home"]) == before
+
+
+# The module attribute each command's measuring starts from (looked up at call time, so patchable).
+MEASURING = {
+    "vocab report": ("domainlm.tokenizer.coverage", "build_coverage_report"),
+    "eval": ("domainlm.eval.data", "load_domains"),
+}
+
+
+@pytest.mark.parametrize("case", ["exists", "foreign", "cwd", "input_parent"])
+@pytest.mark.parametrize("command", sorted(MEASURING))
+def test_a_refused_out_fails_before_any_measuring(
+    command, case, world, sandbox, tmp_path, monkeypatch, capsys
+):
+    """--out is checked right after the inputs are resolved: a bad one costs no tokenizing or scoring."""
+    import importlib
+
+    def measuring(*args, **kwargs):
+        raise AssertionError(f"{command} started measuring before refusing --out")
+
+    module, name = MEASURING[command]
+    monkeypatch.setattr(importlib.import_module(module), name, measuring)
+    if case == "exists":
+        out, folder, reason, flags = tmp_path / "old", tmp_path / "old", "already exists; choose another", []
+        out.mkdir()
+        write_marker(out, command)  # written by the command itself: refused only for lack of --overwrite
+    else:
+        (out, folder, reason), flags = _case_out(case, command, world, sandbox, tmp_path), ["--overwrite"]
+    before = _snapshot(folder)
+    code, err = run_cli(monkeypatch, capsys, [*_argv(command, world, out), *flags])
+    _assert_refused(code, err, reason)
+    assert _snapshot(folder) == before

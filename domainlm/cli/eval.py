@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from domainlm.cli.options import Json, Overwrite, Quiet, out_option
-from domainlm.errors import ConfigError
-from domainlm.outputs import to_json
+from domainlm.outputs import check_output_dir, to_json
 from domainlm.progress import console, err_console, make_progress
 
 
@@ -64,10 +63,12 @@ def eval_command(
     settings = EvalSettings(batch_size=batch_size, max_length=max_length, stride=stride, device=device,
                             dtype=dtype, seed=seed)  # fmt: skip
     settings.validate()
-    if out.exists() and not overwrite:
-        raise ConfigError(f"--out {out}: already exists; choose another directory or pass --overwrite")
     specs = parse_model_specs(model)
-    resolve_data_specs(data)  # fail on a bad --data before reading anything
+    pairs = resolve_data_specs(data)  # fail on a bad --data before reading anything
+    # Refuse a bad --out before loading and scoring models (write_report checks again under its lock).
+    check_output_dir(
+        out, overwrite=overwrite, inputs=[*(s.path for s in specs), *(path for _, path in pairs)]
+    )
     domains = load_domains(data, max_docs)
     quiet_transformers()
     with make_progress(quiet or json_out) as progress:

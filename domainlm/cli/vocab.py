@@ -11,8 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from domainlm.cli.options import Json, Overwrite, Quiet, out_option
-from domainlm.errors import ConfigError
-from domainlm.outputs import to_json
+from domainlm.outputs import check_output_dir, to_json
 from domainlm.progress import console, err_console
 
 app = typer.Typer(help="Vocabulary coverage: how well tokenizers cover domain text.", no_args_is_help=True)
@@ -64,12 +63,17 @@ def report(
     from domainlm.tokenizer.report import write_report
     from domainlm.tokenizer.resolve import resolve_corpus, resolve_terms, resolve_tokenizer
 
-    if out.exists() and not overwrite:  # fail before minutes of measuring, not after
-        raise ConfigError(f"{out}: output directory already exists; choose another --out or pass --overwrite")
+    tokenizers = [resolve_tokenizer(t) for t in tokenizer or []]
+    corpora = [resolve_corpus(c) for c in corpus or []]
+    term_lists = [resolve_terms(t) for t in terms or []]
+    # Refuse a bad --out before minutes of measuring, not after (write_report checks again under its lock).
+    check_output_dir(
+        out, overwrite=overwrite, inputs=[path for _, path in [*tokenizers, *corpora, *term_lists]]
+    )
     result = build_coverage_report(
-        [resolve_tokenizer(t) for t in tokenizer or []],
-        [resolve_corpus(c) for c in corpus or []],
-        [resolve_terms(t) for t in terms or []],
+        tokenizers,
+        corpora,
+        term_lists,
         baseline=baseline,
         sample_docs=sample_docs,
         seed=seed,
