@@ -74,6 +74,11 @@ def file_digests(files: list[Path]) -> dict[Path, str]:
     return {p: file_sha256(p) for f in files for p in _flat(Path(f))}
 
 
+def file_stamp(path: Path) -> tuple:
+    """(size, mtime) of a file, of every file in a `datasets` folder: to notice an edit during a read."""
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in _flat(Path(path)))
+
+
 def content_sha256(path: Path, digests: dict[Path, str] | None = None) -> str:
     """sha256 of a file's bytes; for a `datasets` directory, over its files' names and bytes."""
     if path.is_dir():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import logging
 import os
 import queue
 import random
@@ -32,9 +33,18 @@ from domainlm.corpus import CorpusReader, Document
 from domainlm.corpus.fingerprint import corpus_fingerprint
 from domainlm.corpus.readers import ReadStats
 from domainlm.mix import layout
-from domainlm.mix.cache import TokenCache, cache_key, content_sha256, file_digests, reader_format
+from domainlm.mix.cache import (
+    TokenCache,
+    cache_key,
+    content_sha256,
+    file_digests,
+    file_stamp,
+    reader_format,
+)
 from domainlm.mix.cache_entry import CacheEntry
 from domainlm.mix.encode import BatchEncoder
+
+log = logging.getLogger(__name__)
 
 BATCH_CHARS = 2_000_000  # ~1 s of tokenizing on 2 cores: big enough for rayon, small for memory
 BATCH_DOCS = 4096
@@ -254,8 +264,10 @@ def _cached_file(
     sink: _SourceSink,
     on_batch: OnBatch,
     digests: dict[Path, str],
+    stamp: tuple | None,
 ) -> dict:
-    """One file through the cache: replay a hit, or tokenize it and write the entry on a miss."""
+    """One file through the cache: replay a hit, or tokenize it and write the entry on a miss
+    (kept only if the file's size and mtime are still `stamp`, taken before it was hashed)."""
     path = reader.files[0]
     inputs = entry_inputs(path, reader.text_field, encoder, digests)
     key = cache_key(inputs)
@@ -274,7 +286,11 @@ def _cached_file(
     except BaseException:
         writer.abort()
         raise
-    writer.commit(stats)
+    if file_stamp(path) == stamp:
+        writer.commit(stats)
+    else:  # edited while we read it: these tokens may not be those of the hashed bytes
+        log.warning("%s changed while it was tokenized; not caching it", path)
+        writer.abort()
     return stats
 
 
@@ -312,6 +328,7 @@ def tokenize_source(
     called after each batch (progress bars).
     """
     files = [Path(f) for f in reader.files]
+    stamps = {f: file_stamp(f) for f in files}
     digests = file_digests(files) if cache is not None else {}  # each file read once for both
     result = SourceTokens(name, [str(f) for f in files], corpus_fingerprint(files, digests))
     base = os.path.commonpath([str(f.parent) for f in files])
@@ -324,7 +341,9 @@ def tokenize_source(
             if cache is None:
                 per_file.append(_encode_file(file_reader, encoder, sink, None, on_batch))
             else:
-                per_file.append(_cached_file(cache, file_reader, encoder, sink, on_batch, digests))
+                per_file.append(
+                    _cached_file(cache, file_reader, encoder, sink, on_batch, digests, stamps[path])
+                )
     finally:
         sink.close()
     result.read = _merge_stats(per_file)

@@ -460,3 +460,18 @@ def test_mix_cli_says_what_came_from_the_cache(corpora, tmp_path):
     assert "2 of 2 input files read from it, 0 tokenized" in second.stderr
     uncached = CliRunner().invoke(app, [*args[:3], "--no-cache"])
     assert uncached.exit_code == 0 and "token cache" not in uncached.stderr
+
+
+def test_a_file_edited_while_tokenized_is_not_cached(corpora, tmp_path, monkeypatch):
+    real = sources_module._encode_file
+
+    def edit_gen_meanwhile(reader, *args, **kwargs):
+        stats = real(reader, *args, **kwargs)
+        if reader.files[0].name == "gen.jsonl":
+            with open(reader.files[0], "a") as handle:
+                handle.write(json.dumps({"text": "appended while the mix read the file"}) + "\n")
+        return stats
+
+    monkeypatch.setattr(sources_module, "_encode_file", edit_gen_meanwhile)
+    build_mix(small_config(corpora, tmp_path / "out"), quiet=True, cache=tmp_path / "cache")
+    assert [Path(e.file).name for e in TokenCache(tmp_path / "cache").entries()] == ["fin.jsonl"]
