@@ -8,11 +8,15 @@ path before any work starts. Precedence: model defaults < YAML < --set overrides
 Paths follow one rule, owned here: a path written in a YAML file is relative to that file's folder;
 a path the user types (a flag or a `--set`) is relative to the current directory. Config models mark
 their path fields with `ConfigPath` / `ConfigPathList` (or a `PathField` that also knows shipped
-names, such as the tokenizer `gpt2`), and `load_config` makes every marked value absolute.
+names, such as the tokenizer `gpt2`), and `load_config` makes every marked value absolute. A list of
+overrides for another config (`OverridesFor`, e.g. a recipe's data.mix_overrides) is resolved where
+it is written too: its path values are made absolute against the recipe's folder, or the cwd in a --set.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 import types
@@ -50,6 +54,18 @@ class PathField:
     """
 
     shipped: Callable[[str], Path | None] | None = None
+
+
+@dataclass(frozen=True)
+class OverridesFor:
+    """Marks a list[str] field of `key=value` overrides meant for another config (e.g. a recipe's
+    data.mix_overrides, applied to the mix YAML): the paths they set follow the rule of the file
+    (or --set) the overrides are written in, not of the config they are later applied to.
+
+    `model` returns the target config model (a callable, so a low-level config need not import it).
+    """
+
+    model: Callable[[], type[BaseModel]]
 
 
 PATH_FIELD = PathField()
@@ -116,6 +132,25 @@ def _marker_in(annotation: Any) -> PathField | None:
     return None
 
 
+def _overrides_marker(info: FieldInfo) -> OverridesFor | None:
+    found = next((m for m in info.metadata if isinstance(m, OverridesFor)), None)
+    if found is None and get_origin(info.annotation) is Annotated:
+        found = next((m for m in get_args(info.annotation)[1:] if isinstance(m, OverridesFor)), None)
+    return found
+
+
+def _resolve_override(model: type[BaseModel], text: str, yaml_file: Path | None) -> str:
+    """One `key=value` override for `model`, its path values made absolute (the rest kept as written)."""
+    if not isinstance(text, str) or "=" not in text:
+        return text  # not an override: applying it reports the problem
+    path, value = parse_override(text)
+    resolved = _resolved_value(model, path, value, text, yaml_file)
+    if resolved == value:
+        return text
+    # JSON is YAML flow syntax: parse_override reads the value back unchanged.
+    return f"{'.'.join(path)}={json.dumps(resolved, ensure_ascii=False, default=str)}"
+
+
 def _path_marker(info: FieldInfo) -> PathField | None:
     """The PathField of a model field: in pydantic's metadata (Annotated at the top) or in a union."""
     found = next((m for m in info.metadata if isinstance(m, PathField)), None)
@@ -149,6 +184,10 @@ def resolve_paths(model: type[BaseModel], data: Any, yaml_file: Path | None) -> 
         if name not in data:
             continue
         value, marker = data[name], _path_marker(info)
+        overrides = _overrides_marker(info)
+        if overrides is not None and isinstance(value, list):
+            data[name] = [_resolve_override(overrides.model(), v, yaml_file) for v in value]
+            continue
         if marker is not None:
             if isinstance(value, list):
                 data[name] = [_resolve_one(v, yaml_file, marker) for v in value]
@@ -278,14 +317,21 @@ def apply_overrides(
     for text in overrides:
         path, value = parse_override(text)
         if model is not None:
-            single: dict[str, Any] = {}
-            _assign(single, path, value, text)
-            resolve_paths(model, single, None)
-            for part in path:
-                single = single[part]
-            value = single
+            value = _resolved_value(model, path, value, text, None)
         _assign(data, path, value, text)
     return data
+
+
+def _resolved_value(
+    model: type[BaseModel], path: list[str], value: Any, text: str, yaml_file: Path | None
+) -> Any:
+    """`value` set at dotted `path` of `model`, with the path fields in it resolved (a copy)."""
+    single: dict[str, Any] = {}
+    _assign(single, path, copy.deepcopy(value), text)
+    resolve_paths(model, single, yaml_file)
+    for part in path:
+        single = single[part]
+    return single
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -1,5 +1,6 @@
 import os
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 from pydantic import field_validator
@@ -9,6 +10,7 @@ from domainlm.config import (
     ConfigPath,
     ConfigPathList,
     CorpusPathList,
+    OverridesFor,
     StrictModel,
     TokenizerPath,
     apply_overrides,
@@ -167,6 +169,38 @@ def test_set_paths_are_relative_to_the_cwd(tmp_path, monkeypatch):
     assert job.data.note == "a/b"
     # no YAML at all: --set values only
     assert load_config(Job, None, ["data.mix=m"]).data.mix == str(cwd / "m")
+
+
+class Outer(StrictModel):
+    """Carries `key=value` overrides for Job, as a recipe's data.mix_overrides carries the mix YAML's."""
+
+    job_overrides: Annotated[list[str], OverridesFor(lambda: Job)] = []
+
+
+def test_overrides_for_another_config_resolve_where_they_are_written(tmp_path, monkeypatch):
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    folder = tmp_path / "outer"
+    folder.mkdir()
+    (folder / "o.yaml").write_text(
+        "job_overrides: ['data.mix=m', 'sources.a={paths: [p.txt], weight: 2}', 'data.note=n/x', 'no-equals']\n"
+    )
+    written = load_config(Outer, folder / "o.yaml").job_overrides
+    assert written == [
+        f'data.mix="{folder / "m"}"',
+        f'sources.a={{"paths": ["{folder / "p.txt"}"], "weight": 2}}',
+        "data.note=n/x",  # no path in it: kept as written
+        "no-equals",  # not an override: applying it reports the problem
+    ]
+    job = load_config(Job, None, written[:3])  # applied later from anywhere: the paths stay the file's
+    assert (job.data.mix, job.sources["a"].paths, job.sources["a"].weight) == (
+        str(folder / "m"),
+        [str(folder / "p.txt")],
+        2,
+    )
+    typed = load_config(Outer, folder / "o.yaml", ['job_overrides=["data.mix=m"]']).job_overrides
+    assert typed == [f'data.mix="{cwd / "m"}"']  # a --set is typed by the user: relative to the cwd
 
 
 def test_shipped_names_stay_names_unless_a_path_of_that_name_exists(tmp_path, monkeypatch):

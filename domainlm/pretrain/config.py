@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -18,6 +18,7 @@ from domainlm.assets import shipped_recipes_dir
 from domainlm.config import (
     ConfigPath,
     MixPath,
+    OverridesFor,
     StrictModel,
     TokenizerPath,
     dump_yaml,
@@ -79,6 +80,12 @@ class ModelConfig(StrictModel):
         return self
 
 
+def _mix_config_model() -> type[StrictModel]:
+    from domainlm.mix.config import MixConfig
+
+    return MixConfig
+
+
 class DataConfig(StrictModel):
     """Where the tokens come from: a `domainlm mix` output directory, or a mix YAML that is built first."""
 
@@ -92,7 +99,8 @@ class DataConfig(StrictModel):
         description="tokens per training sequence, the one owner of the run's seq_len: a mix YAML is "
         "built with it, a built mix must have it; None = the mix's",
     )
-    mix_overrides: list[str] = Field(
+    # Paths in them are relative to the recipe file (cwd in a --set), like every path the recipe holds.
+    mix_overrides: Annotated[list[str], OverridesFor(_mix_config_model)] = Field(
         default_factory=list,
         description="--set overrides for a mix YAML (not seq_len: use data.seq_len), e.g. [total_tokens=2M]",
     )

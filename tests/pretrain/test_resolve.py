@@ -66,6 +66,36 @@ def test_seq_len_in_mix_overrides_is_refused(mix_yaml, tmp_path):
         prepare_run(recipe, out=tmp_path / "run")
 
 
+def test_paths_in_mix_overrides_follow_the_recipe_file_and_in_a_set_the_cwd(mix_yaml, tmp_path, monkeypatch):
+    """Written in the recipe, data.mix_overrides' paths are relative to the recipe (they followed the cwd)."""
+    (tmp_path / "corpora").mkdir()
+    for name in ("more", "other"):
+        shutil.copy(mix_yaml.parent / "legal.jsonl", tmp_path / "corpora" / f"{name}.jsonl")
+    overrides = [
+        "sources.legal.paths=[../corpora/more.jsonl]",
+        "sources.general={paths: [../corpora/other.jsonl], ratio: 0.5}",
+        "total_tokens=2000",
+    ]
+    recipe = _recipe(tmp_path, {"mix": str(mix_yaml), "mix_overrides": overrides})  # in tmp_path/recipes
+    work = tmp_path / "elsewhere" / "work"  # where ../corpora is another folder than from recipes/
+    (work / "corpora").mkdir(parents=True)
+    shutil.copy(mix_yaml.parent / "legal.jsonl", work / "corpora" / "typed.jsonl")
+    monkeypatch.chdir(work)
+    prepared = prepare_run(recipe, out=tmp_path / "run")
+    sources = prepared.inputs.mix_config.sources
+    assert sources["legal"].paths == [str(tmp_path / "corpora" / "more.jsonl")]
+    assert sources["general"].paths == [str(tmp_path / "corpora" / "other.jsonl")]
+    assert prepared.inputs.mix_config.total_tokens == 2000
+    assert prepared.recipe.data.mix_overrides[2] == "total_tokens=2000"  # no path in it: kept as written
+    # The run dir's recipe.yaml holds them absolute, so a resume from another directory reads the same.
+    assert (
+        f'sources.legal.paths=["{tmp_path / "corpora" / "more.jsonl"}"]' in prepared.recipe.data.mix_overrides
+    )
+    typed = ['data.mix_overrides=["sources.legal.paths=[corpora/typed.jsonl]"]']  # typed by the user: cwd
+    prepared = prepare_run(recipe, typed, out=tmp_path / "run2")
+    assert prepared.inputs.mix_config.sources["legal"].paths == [str(work / "corpora" / "typed.jsonl")]
+
+
 def test_mix_overrides_with_a_mix_directory_are_refused(tiny_data, tmp_path):
     """Before: they were silently ignored (a built mix cannot change)."""
     recipe = _recipe(tmp_path, {"mix": str(tiny_data[1]), "mix_overrides": ["total_tokens=2M"]})
