@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -43,6 +44,8 @@ def megatron(
     Every training shard becomes one prefix and every source's held-out tokens one validation
     prefix; each packed sequence is one document. OUT/data_args.txt holds --train-data-path and
     --valid-data-path for Megatron-LM; OUT/per_split_data_args.json is for --per-split-data-args-path.
+    A phased mix also gets OUT/data_args.PHASE.txt and OUT/per_split_data_args.PHASE.json per phase
+    (only that phase's shards): it is trained phase by phase, one Megatron run per phase.
     """
     from domainlm.mix.megatron import DATA_ARGS_NAME, export_megatron
 
@@ -65,12 +68,34 @@ def megatron(
             markup=False,
         )
     console.print(f"wrote {result.out} (token data: {summary['token_data']})", markup=False, soft_wrap=True)
+    if summary.get("phases"):
+        _print_phases(summary, result.out)
+        return
     console.print(
         f"Megatron-LM: pretrain_gpt.py ... --seq-length {summary['seq_len']} "
         f"$(cat {result.out / DATA_ARGS_NAME}) --data-cache-path DIR",
         markup=False,
         soft_wrap=True,
     )
+
+
+def _print_phases(summary: dict, out: Path) -> None:
+    """A phased mix: one blend (data_args.txt) would interleave the phases; say how to keep the schedule."""
+    phases = summary["phases"]
+    console.print(
+        f"phased mix ({len(phases)} phases): Megatron's blend interleaves its prefixes, so train phase by "
+        "phase, one Megatron run per phase in this order, each continuing from the previous run's "
+        "checkpoint (--load):",
+        markup=False,
+        soft_wrap=True,
+    )
+    for phase in phases:
+        console.print(
+            f"  {phase['name']}: {phase['sequences']:,} sequences: pretrain_gpt.py ... --seq-length "
+            f"{summary['seq_len']} $(cat {out / phase['data_args']}) --data-cache-path DIR",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def register(root: typer.Typer) -> None:

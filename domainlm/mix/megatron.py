@@ -11,6 +11,11 @@ and `_IndexReader`; GPT-NeoX's `MMapIndexedDataset.Index` reads the same bytes),
     b"MMIDIDX\\x00\\x00"  <Q version 1  <B dtype code  <Q sequence count N  <Q document count N + 1
     int32[N] sequence lengths (tokens)  int64[N] sequence pointers (byte offsets into the .bin)
     int64[N + 1] document indices (0, 1, ..., N: sequence i is document i)
+
+A phased mix (a mixture schedule) cannot be one Megatron blend: Megatron interleaves and shuffles
+the train prefixes, so the anneal's sequences would be spread over the whole run. Its export also
+has one data-args file pair per phase, naming only that phase's shards; it is trained phase by
+phase, one Megatron run per phase, each continuing from the previous run's checkpoint.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ DTYPE_CODES = {
 }
 DATA_ARGS_NAME = "data_args.txt"  # Megatron-LM flags: `pretrain_gpt.py ... $(cat data_args.txt)`
 PER_SPLIT_NAME = "per_split_data_args.json"  # Megatron-LM `--per-split-data-args-path`
+PHASE_DATA_ARGS = "data_args.{}.txt"  # a phased mix: one per phase, in training order
+PHASE_PER_SPLIT = "per_split_data_args.{}.json"
 EXPORT_NAME = "export.json"  # what was exported, from which mix, and NeMo's `paths` dict
 _INDEX_BLOCK = 1 << 20  # sequences per block written into an .idx: at most 20 MiB of arrays in RAM
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
@@ -114,6 +121,24 @@ class Prefix:
 
 
 @dataclass(frozen=True)
+class PhaseExport:
+    """One phase of a phased mix: global sequences [start, stop), held by the train prefixes `train`."""
+
+    name: str
+    start: int
+    stop: int
+    train: list[Prefix]
+
+    @property
+    def data_args_name(self) -> str:
+        return PHASE_DATA_ARGS.format(self.name)
+
+    @property
+    def per_split_name(self) -> str:
+        return PHASE_PER_SPLIT.format(self.name)
+
+
+@dataclass(frozen=True)
 class MegatronExport:
     out: Path  # absolute: the data-args files name absolute prefixes under it
     manifest: MixManifest
@@ -121,6 +146,7 @@ class MegatronExport:
     train: list[Prefix]
     valid: list[Prefix]  # one per source with at least one held-out sequence
     skipped_valid: list[str]  # sources with no held-out sequence (an empty .bin cannot be mapped)
+    phases: list[PhaseExport]  # a phased mix's phases in training order; empty for a single-phase mix
 
     def token_data(self) -> str:
         """How the .bin files got there, for the summary: hard links, copies, or both."""
@@ -132,9 +158,11 @@ class MegatronExport:
     def prefix(self, item: Prefix) -> str:
         return str(self.out / item.name)
 
-    def train_blend(self) -> list:
-        """[weight, prefix, ...]: weights are sequence counts, so the blend keeps the mix's ratios."""
-        return [x for p in self.train for x in (p.sequences, self.prefix(p))]
+    def train_blend(self, train: list[Prefix] | None = None) -> list:
+        """[weight, prefix, ...] of `train` (default: all): weights are sequence counts, so the blend
+        keeps the mix's ratios."""
+        prefixes = self.train if train is None else train
+        return [x for p in prefixes for x in (p.sequences, self.prefix(p))]
 
     def valid_blend(self) -> list[str] | None:
         """Prefixes only (--multiple-validation-sets and NeMo's full validation want no weights); None if none."""
@@ -168,17 +196,33 @@ class MegatronExport:
                 "validation": self.valid_blend(),
                 "test": self.valid_blend(),
             },
-        }
+        } | ({"phases": [self._phase_summary(phase) for phase in self.phases]} if self.phases else {})
 
-    def data_args(self) -> str:
-        """Megatron-LM flags, one per line; whitespace-separated, as Megatron reads its args files."""
-        lines = ["--train-data-path " + " ".join(map(str, self.train_blend()))]
+    def _phase_summary(self, phase: PhaseExport) -> dict:
+        return {
+            "name": phase.name,
+            "start": phase.start,
+            "stop": phase.stop,
+            "sequences": phase.stop - phase.start,
+            "train": [p.name for p in phase.train],
+            "data_args": phase.data_args_name,
+            "per_split_data_args": phase.per_split_name,
+            "nemo_paths": {"train": self.train_blend(phase.train), "validation": self.valid_blend(),
+                           "test": self.valid_blend()},
+        }  # fmt: skip
+
+    def data_args(self, train: list[Prefix] | None = None) -> str:
+        """Megatron-LM flags, one per line; whitespace-separated, as Megatron reads its args files.
+
+        `train`: one phase's prefixes (default: all); every phase is validated on the same held-out sets.
+        """
+        lines = ["--train-data-path " + " ".join(map(str, self.train_blend(train)))]
         if self.valid:
             lines.append("--valid-data-path " + " ".join(self.valid_blend() or []))
         return "\n".join(lines) + "\n"
 
-    def per_split(self) -> dict:
-        return {"train": self.train_blend(), "valid": self.valid_blend(), "test": self.valid_blend()}
+    def per_split(self, train: list[Prefix] | None = None) -> dict:
+        return {"train": self.train_blend(train), "valid": self.valid_blend(), "test": self.valid_blend()}
 
 
 def _checked_file(manifest: MixManifest, relative: str, sequences: int, what: str) -> Path:
@@ -213,6 +257,17 @@ def _plan(manifest: MixManifest) -> tuple[list[tuple[str, Path, int, str | None]
     return files, skipped
 
 
+def _phases(manifest: MixManifest, train: list[Prefix]) -> list[PhaseExport]:
+    """Each phase with the train prefixes of its shards; none for a single-phase mix (one blend is right)."""
+    if len(manifest.phases) < 2:
+        return []
+    by_shard = {f"{p.name}.bin": p for p in train}
+    return [
+        PhaseExport(phase.name, phase.start, phase.stop, [by_shard[path] for path in phase.shards])
+        for phase in manifest.phases
+    ]
+
+
 def _check_out(out: Path) -> None:
     # Megatron-LM and NeMo split the data args on whitespace: a prefix with a space would break apart.
     if any(ch.isspace() for ch in str(out)):
@@ -237,9 +292,12 @@ def export_megatron(mix_dir: str | Path, out: str | Path, *, overwrite: bool = F
             linked = link_or_copy(path, tmp / f"{name}.bin")
             write_idx(tmp / f"{name}.idx", sequences, manifest.seq_len, dtype)
             (valid if source else train).append(Prefix(name, sequences, linked, source))
-        result = MegatronExport(out, manifest, dtype, train, valid, skipped)
+        result = MegatronExport(out, manifest, dtype, train, valid, skipped, _phases(manifest, train))
         # Inside the temp dir: the whole directory appears at once, so plain writes suffice.
         (tmp / DATA_ARGS_NAME).write_text(result.data_args(), encoding="utf-8")
         (tmp / PER_SPLIT_NAME).write_text(to_json(result.per_split()), encoding="utf-8")
+        for phase in result.phases:
+            (tmp / phase.data_args_name).write_text(result.data_args(phase.train), encoding="utf-8")
+            (tmp / phase.per_split_name).write_text(to_json(result.per_split(phase.train)), encoding="utf-8")
         (tmp / EXPORT_NAME).write_text(to_json(result.summary()), encoding="utf-8")
     return result

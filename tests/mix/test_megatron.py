@@ -24,8 +24,10 @@ from domainlm.errors import ConfigError, DataError
 from domainlm.mix import megatron
 from domainlm.mix.build import build_mix
 from domainlm.mix.dataset import train_dataset, val_datasets
+from domainlm.mix.manifest import open_mix
 from domainlm.mix.megatron import export_megatron, megatron_dtype, write_idx
 from tests.mix.conftest import small_config
+from tests.mix.test_phases import phased_config
 
 with warnings.catch_warnings():  # "Transformer Engine and Apex are not installed": fine for reading data
     warnings.simplefilter("ignore")
@@ -165,6 +167,71 @@ def test_megatron_gpt_dataset_trains_on_the_mix_sequences(mix, tmp_path):
         samples = {bytes(dataset[k]["tokens"].numpy().astype(np.uint16)) for k in range(len(dataset))}
         # a sample is seq_len + 1 tokens, so the last sequence only supplies the final label
         assert len(dataset) == len(references[name]) - 1 and samples <= ours and len(samples) == len(dataset)
+
+
+def test_a_single_phase_mix_gets_no_phase_files(mix, exported):
+    assert len(open_mix(mix).phases) == 1
+    top = sorted(p.name for p in exported.out.iterdir())
+    assert top == [
+        ".domainlm-output.json",
+        "data_args.txt",
+        "export.json",
+        "per_split_data_args.json",
+        "train",
+        "val",
+    ]
+    assert "phases" not in json.loads((exported.out / "export.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def phased(small_corpora, tmp_path_factory) -> tuple[Path, Path]:
+    """main (90% of the tokens at fin/gen 0.4/0.6) then anneal (10% at 0.8/0.2), in 500-sequence shards."""
+    mix = tmp_path_factory.mktemp("phased") / "mix"
+    build_mix(phased_config(small_corpora, mix, shard_tokens=SEQ_LEN * 500), quiet=True)
+    return mix, tmp_path_factory.mktemp("phased_export") / "megatron"
+
+
+def test_each_phase_has_data_args_that_read_back_exactly_its_sequences(phased):
+    mix, out = phased
+    exported, manifest, reference = export_megatron(mix, out), open_mix(mix), train_dataset(mix)
+    summary = json.loads((out / "export.json").read_text())
+    assert [(p["name"], p["start"], p["stop"]) for p in summary["phases"]] == [
+        ("main", 0, 1187),
+        ("anneal", 1187, 1319),
+    ]
+    valid = [str(out / "val" / name) for name in ("fin", "gen")]
+    for phase, info in zip(manifest.phases, summary["phases"], strict=True):
+        lists = _arg_lists(out / f"data_args.{phase.name}.txt")
+        prefixes, weights = get_blend_from_list(lists["--train-data-path"])
+        assert prefixes == [str(out / shard.removesuffix(".bin")) for shard in phase.shards]
+        assert sum(weights) == phase.num_sequences  # weights = sequence counts: 500 + 500 + 187, then 132
+        per_split = json.loads((out / f"per_split_data_args.{phase.name}.json").read_text())
+        assert get_blend_from_list(per_split["train"]) == (prefixes, weights)
+        assert (
+            per_split["valid"] == lists["--valid-data-path"] == valid
+        )  # every phase: the same held-out sets
+        assert (
+            info["nemo_paths"]["train"]
+            == per_split["train"]
+            == exported.train_blend(exported.phases[phase.index].train)
+        )
+        _assert_reads_back(prefixes, [reference[i] for i in range(phase.start, phase.stop)])
+    # data_args.txt still blends every shard: the summary says to train phase by phase instead
+    assert get_blend_from_list(_arg_lists(out / "data_args.txt")["--train-data-path"])[0] == [
+        str(out / f"train/shard_{k:05d}") for k in range(4)
+    ]
+
+
+def test_cli_says_a_phased_mix_is_trained_phase_by_phase(phased, tmp_path):
+    mix, _ = phased
+    result = CliRunner().invoke(_app(), ["export", "megatron", str(mix), "-o", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "train phase by phase, one Megatron run per phase" in text
+    assert "continuing from the previous run's checkpoint" in text
+    assert str(tmp_path / "a" / "data_args.txt") not in text  # the all-phase blend is not offered
+    for name, count in (("main", "1,187"), ("anneal", "132")):
+        assert f"{name}: {count} sequences" in text and str(tmp_path / "a" / f"data_args.{name}.txt") in text
 
 
 def test_copies_where_hard_links_are_refused(mix, tmp_path, monkeypatch):
