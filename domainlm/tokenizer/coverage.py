@@ -9,6 +9,10 @@ Definitions (also written into the report):
 - vocab used: distinct token ids seen in the sample / vocabulary size (grows with the sample).
 - words and terms are shown as a tokenizer splits them mid-sentence, i.e. encoded after a space.
 Tokens never include special tokens the tokenizer would add around a text (BERT's [CLS]/[SEP]).
+
+Speed: the documents of a byte-level BPE that tiktoken reproduces are encoded by tiktoken and the
+token spans computed from the ids (token_spans.py: the same numbers, several times less CPU);
+others by `tokenizers`. The report records which encoder measured each tokenizer.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from domainlm.corpus import CorpusReader
 from domainlm.errors import ConfigError, DataError
 from domainlm.progress import make_progress
 from domainlm.tokenizer.load import LoadedTokenizer, load_tokenizer
+from domainlm.tokenizer.token_spans import SpanEncoder, TokenizersSpans, span_encoder
 
 log = logging.getLogger(__name__)
 
 REPORT_FORMAT = "domainlm.vocab_report/v1"
 _STRIP = string.punctuation + "“”‘’«»—–…"
 _CANDIDATE_WORDS = 1000  # most frequent word types considered for the fragmented-words list
+_PROBE_DOCS = 8  # documents on which the fast encoder must also give `tokenizers`' ids
 
 DEFINITIONS = {
     "word": "maximal run of non-whitespace characters (str.split()); punctuation stays attached",
@@ -46,6 +52,7 @@ DEFINITIONS = {
     "tokens_vs_baseline": "tokens needed for the sample / tokens the baseline needs (lower = fewer FLOPs)",
     "context_gain": "baseline tokens / tokens: how much more text fits in the same context window",
     "fragmented_words": "frequent words (punctuation stripped) ranked by extra tokens = count x (pieces - 1)",
+    "encoder": "what encoded the documents: tiktoken (proved to give the tokenizer's ids) or tokenizers",
 }
 
 
@@ -138,14 +145,14 @@ def pieces_per_word(offsets: np.ndarray, starts: np.ndarray, ends: np.ndarray) -
     return np.cumsum(counts[:-1])
 
 
-def measure(tok: LoadedTokenizer, sample: CorpusSample) -> dict:
-    """Coverage numbers of one tokenizer on one corpus sample (see DEFINITIONS)."""
-    encodings = tok.tokenizer.encode_batch(sample.texts, add_special_tokens=False)
+def measure(tok: LoadedTokenizer, sample: CorpusSample, encoder: SpanEncoder | None = None) -> dict:
+    """Coverage numbers of one tokenizer on one corpus sample (see DEFINITIONS).
+
+    `encoder` gives ids and token spans (token_spans.py); default `tokenizers`' own offsets."""
+    encoded = (encoder or TokenizersSpans(tok)).encode(sample.texts)
     seen = np.zeros(tok.vocab_size, dtype=bool)
     tokens = split = unk = fallback = 0
-    for enc, starts, ends in zip(encodings, sample.word_starts, sample.word_ends, strict=True):
-        ids = np.asarray(enc.ids, dtype=np.int64)
-        offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+    for (ids, offsets), starts, ends in zip(encoded, sample.word_starts, sample.word_ends, strict=True):
         tokens += len(ids)
         split += int((pieces_per_word(offsets, starts, ends) >= 2).sum())
         unk += int((ids == tok.unk_id).sum()) if tok.unk_id is not None else 0
@@ -280,8 +287,11 @@ def build_coverage_report(
     seed: int = 0,
     top_words: int = 15,
     quiet: bool = True,
+    fast: bool = True,
 ) -> dict:
-    """Load and check every input first, then measure every tokenizer on every corpus."""
+    """Load and check every input first, then measure every tokenizer on every corpus.
+
+    `fast=False` encodes with `tokenizers` only (the numbers are the same; see token_spans.py)."""
     if not tokenizers or not corpora:
         raise ConfigError("vocab report needs at least one --tokenizer and one --corpus")
     check_names("tokenizer", [n for n, _ in tokenizers])
@@ -299,20 +309,23 @@ def build_coverage_report(
         CorpusReader([path], source=name)  # a missing corpus fails before any tokenizer is loaded
     loaded = [load_tokenizer(p, name=n) for n, p in tokenizers]
     metrics, samples = [], []
+    encoders: dict[str, SpanEncoder] = {}
     with make_progress(quiet) as progress:
         task = progress.add_task("coverage", total=len(corpora) * len(loaded))
         for name, path in corpora:
             sample = load_corpus_sample(name, path, sample_docs, seed)
             samples.append(sample)
             for tok in loaded:
-                metrics.append(measure(tok, sample))
+                if tok.name not in encoders:  # built once, proved on the first corpus' first documents
+                    encoders[tok.name] = span_encoder(tok, sample.texts[:_PROBE_DOCS], fast)
+                metrics.append(measure(tok, sample, encoders[tok.name]))
                 progress.advance(task)
     add_baseline_columns(metrics, baseline)
     return {
         "format": REPORT_FORMAT,
         "definitions": DEFINITIONS,
         "settings": {"baseline": baseline, "sample_docs": sample_docs, "seed": seed, "top_words": top_words},
-        "tokenizers": [t.describe() for t in loaded],
+        "tokenizers": [{**t.describe(), "encoder": encoders[t.name].name} for t in loaded],
         "corpora": [s.describe() for s in samples],
         "metrics": metrics,
         "fragmented_words": {s.name: fragmented_words(loaded, s, baseline, top_words) for s in samples},
