@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from domainlm.errors import DataError
+from domainlm.eval.encoding import TextIds
 from domainlm.eval.scoring import RowPlan, tokenize
 from domainlm.eval.windows import chunk_spans
 from domainlm.losses import IGNORE_INDEX
@@ -77,7 +78,9 @@ def _rng(seed: int, doc_index: int, chunk_index: int) -> np.random.Generator:
     return np.random.default_rng([seed, doc_index, chunk_index])
 
 
-def masked_rows(tokenizer: Any, texts: Sequence[str], max_length: int, seed: int) -> RowPlan:
+def masked_rows(
+    tokenizer: Any, texts: Sequence[str], max_length: int, seed: int, encoder: TextIds | None = None
+) -> RowPlan:
     """NUM_PASSES masked copies of every chunk; each token is masked in exactly one."""
     if tokenizer.mask_token_id is None:
         raise DataError("masked LM tokenizer has no mask token; save the tokenizer with its [MASK] token")
@@ -89,7 +92,7 @@ def masked_rows(tokenizer: Any, texts: Sequence[str], max_length: int, seed: int
         raise DataError(f"max length {max_length} leaves no room for text between the special tokens")
     rows: list[MaskedRow] = []
     num_tokens = 0
-    for doc_index, ids in enumerate(tokenize(tokenizer, texts)):
+    for doc_index, ids in enumerate(tokenize(tokenizer, texts, encoder)):
         for chunk_index, (start, end) in enumerate(chunk_spans(len(ids), body)):
             chunk = np.concatenate([np.asarray(head, np.int64), ids[start:end], np.asarray(tail, np.int64)])
             order = _rng(seed, doc_index, chunk_index).permutation(end - start) + len(head)
@@ -148,7 +151,12 @@ def _corrupt(ids: np.ndarray, bounds: np.ndarray, chosen: np.ndarray, sentinels:
 
 
 def seq2seq_rows(
-    tokenizer: Any, texts: Sequence[str], max_length: int, seed: int, decoder_start_id: int
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_length: int,
+    seed: int,
+    decoder_start_id: int,
+    encoder: TextIds | None = None,
 ) -> RowPlan:
     """Span-corrupted passes of every chunk; each token is inside a corrupted span exactly once."""
     sentinels = sentinel_ids(tokenizer)
@@ -156,7 +164,7 @@ def seq2seq_rows(
         raise DataError("seq2seq tokenizer has no EOS token; save the tokenizer with its </s> token")
     rows: list[Seq2SeqRow] = []
     num_tokens = 0
-    for doc_index, ids in enumerate(tokenize(tokenizer, texts)):
+    for doc_index, ids in enumerate(tokenize(tokenizer, texts, encoder)):
         for chunk_index, (start, end) in enumerate(chunk_spans(len(ids), max_length - 1)):
             rng = _rng(seed, doc_index, chunk_index)
             bounds = _span_bounds(end - start, rng)

@@ -2,11 +2,13 @@
 
 Python entry point: `evaluate(["trained=runs/x/export", "init=runs/x/init"], load_domains([mix_dir]))`.
 Every model and setting is validated (configs and tokenizers loaded) before any weights are;
-then models are evaluated one at a time so only one is in memory.
+then models are evaluated one at a time so only one is in memory. Held-out text is tokenized by
+the fastest encoder proved to give the tokenizer's own ids (encoding.py); the report names it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -15,6 +17,7 @@ from typing import Any
 
 from domainlm.errors import ConfigError
 from domainlm.eval.data import EvalDomain
+from domainlm.eval.encoding import TextIds, text_encoder
 from domainlm.eval.models import (
     DEVICES,
     DTYPES,
@@ -34,6 +37,7 @@ logger = logging.getLogger(__name__)
 # Default window when --max-length is not given: the model's context, but at most this many tokens
 # (a 128k-context model would otherwise get 128k-token windows).
 DEFAULT_MAX_LENGTH_CAP = 2048
+_PROBE_DOCS = 8  # held-out documents on which the fast encoder must also give the tokenizer's ids
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class EvalSettings:
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto (float32 on CPU, bf16 on GPU) | float32 | bfloat16 | float16
     seed: int = 0  # masking / span corruption of masked and seq2seq models
+    fast_encode: bool = True  # Python API only: False tokenizes with the tokenizer's own call (same ids)
 
     def validate(self) -> None:
         problems = []
@@ -96,19 +101,26 @@ def window_lengths(settings: EvalSettings, info: ModelInfo) -> tuple[int, int | 
     return max_length, stride
 
 
-def build_rows(info: ModelInfo, texts: tuple[str, ...], max_length: int, stride: int | None, seed: int):
+def build_rows(
+    info: ModelInfo,
+    texts: tuple[str, ...],
+    max_length: int,
+    stride: int | None,
+    seed: int,
+    encoder: TextIds | None = None,
+):
     """The RowPlan of this model's objective (imports deferred: torch is slow to import)."""
     if info.kind == "causal":
         from domainlm.eval.perplexity import causal_rows
 
-        return causal_rows(info.tokenizer, texts, max_length, stride)
+        return causal_rows(info.tokenizer, texts, max_length, stride, encoder)
     from domainlm.eval import denoising
 
     if info.kind == "masked":
-        return denoising.masked_rows(info.tokenizer, texts, max_length, seed)
+        return denoising.masked_rows(info.tokenizer, texts, max_length, seed, encoder)
     start = info.config.decoder_start_token_id
     start = info.tokenizer.pad_token_id if start is None else start
-    return denoising.seq2seq_rows(info.tokenizer, texts, max_length, seed, int(start or 0))
+    return denoising.seq2seq_rows(info.tokenizer, texts, max_length, seed, int(start or 0), encoder)
 
 
 def pad_id(tokenizer: Any) -> int:
@@ -125,11 +137,14 @@ def _evaluate_model(
     from domainlm.eval.scoring import batch_rows, score_batches
 
     max_length, stride = lengths
+    probes = [text for domain in domains for text in domain.texts[:_PROBE_DOCS]][:_PROBE_DOCS]
+    encoder = text_encoder(info.tokenizer, probes, settings.fast_encode)
     model = load_weights(info, device, dtype)
     entry = ModelEntry.describe(info, model, max_length, stride, settings.seed)
+    entry = dataclasses.replace(entry, encoder=encoder.name)
     results = []
     for domain in domains:
-        plan = build_rows(info, domain.texts, max_length, stride, settings.seed)
+        plan = build_rows(info, domain.texts, max_length, stride, settings.seed, encoder)
         batches = batch_rows(plan.rows, settings.batch_size)
         on_batch = None
         if progress is not None:

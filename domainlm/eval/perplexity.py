@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from domainlm.eval.encoding import TextIds
 from domainlm.eval.scoring import CausalRow, RowPlan, tokenize
 from domainlm.eval.windows import causal_windows
 
@@ -26,12 +27,14 @@ def prefix_token_id(tokenizer: Any) -> int | None:
     return None
 
 
-def causal_rows(tokenizer: Any, texts: Sequence[str], max_length: int, stride: int) -> RowPlan:
+def causal_rows(
+    tokenizer: Any, texts: Sequence[str], max_length: int, stride: int, encoder: TextIds | None = None
+) -> RowPlan:
     """Windows over every document (see windows.py for how `stride` sets the context)."""
     prefix = prefix_token_id(tokenizer)
     rows: list[CausalRow] = []
     num_tokens = num_unscored = 0
-    for ids in tokenize(tokenizer, texts):
+    for ids in tokenize(tokenizer, texts, encoder):
         if prefix is not None:
             ids = np.concatenate([np.asarray([prefix], dtype=np.int64), ids])
         elif len(ids):

@@ -45,6 +45,7 @@ class ModelEntry:
     max_length: int
     stride: int | None
     objective: str
+    encoder: str = "transformers"  # the tokenizer's own call, or tiktoken (proved to give its ids)
 
     @classmethod
     def describe(cls, info: Any, model: Any, max_length: int, stride: int | None, seed: int) -> ModelEntry:
