@@ -126,7 +126,7 @@ class EntryWriter:
 
     def add(self, tokens: np.ndarray, lengths: np.ndarray, utf8: list[bytes], doc_ids: list[str]) -> None:
         """One batch of documents: their tokens (EOS after each), token counts, UTF-8 text and ids."""
-        self.tokens.write(tokens.tobytes())
+        self.tokens.write(memoryview(np.ascontiguousarray(tokens)))
         self.ends.write(self.num_tokens + np.cumsum(lengths))
         sizes = np.fromiter(map(len, utf8), dtype=np.int64, count=len(utf8))
         self.bytes.write(sizes)
@@ -192,22 +192,64 @@ class EntryWriter:
         remove_tree(self.tmp)
 
 
+class ArrayTokens:
+    """A batch's tokens in memory (freshly encoded)."""
+
+    def __init__(self, tokens: np.ndarray) -> None:
+        self.tokens = np.ascontiguousarray(tokens)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.tokens[start:stop]
+
+    def copy_to(self, out: io.BufferedWriter, start: int, stop: int) -> None:
+        out.write(memoryview(self.tokens)[start:stop])
+
+
+class FileTokens:
+    """A batch's tokens left in the entry's tokens.bin: training runs are copied file to file by
+    the kernel (copy_file_range: no trip through Python; a reflink where the filesystem can), only
+    held-out documents' tokens are read."""
+
+    def __init__(self, fd: int, first: int, count: int, dtype: np.dtype) -> None:
+        self.fd, self.first, self.count, self.dtype = fd, first, count, dtype
+
+    def __len__(self) -> int:
+        return self.count
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        size = (stop - start) * self.dtype.itemsize
+        data = os.pread(self.fd, size, (self.first + start) * self.dtype.itemsize)
+        if len(data) != size:
+            raise OSError("token file ended early")  # sizes were verified: it changed under us
+        return np.frombuffer(data, dtype=self.dtype)
+
+    def copy_to(self, out: io.BufferedWriter, start: int, stop: int) -> None:
+        out.flush()  # the copy writes at the file's offset, after what is buffered
+        offset, left = (self.first + start) * self.dtype.itemsize, (stop - start) * self.dtype.itemsize
+        while left:
+            try:
+                done = os.copy_file_range(self.fd, out.fileno(), left, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                done = os.write(out.fileno(), os.pread(self.fd, min(left, 1 << 24), offset))
+            if done == 0:
+                raise OSError("token file ended early")
+            offset, left = offset + done, left - done
+
+
 @dataclass
 class EntryBatch:
     """Documents first .. first + len(lengths) - 1 of an entry; `ids` only when asked for."""
 
     first: int
-    tokens: np.ndarray
+    tokens: FileTokens
     lengths: np.ndarray
     num_bytes: np.ndarray
     ids: list[bytes] | None = None
-
-
-def _read_tokens(handle: io.BufferedReader, count: int, dtype: np.dtype) -> np.ndarray:
-    tokens = np.empty(count, dtype=dtype)
-    if handle.readinto(memoryview(tokens).cast("B")) != tokens.nbytes:
-        raise OSError("token file ended early")  # sizes were verified: the file changed under us
-    return tokens
 
 
 class _TextFrames:
@@ -237,7 +279,7 @@ class _TextFrames:
 
 
 class CacheEntry:
-    """A verified entry, read back in batches with sequential reads (no mapping: RSS stays flat)."""
+    """A verified entry, read back in batches (no mapping, tokens not loaded: RSS stays flat)."""
 
     def __init__(self, directory: Path, meta: dict) -> None:
         self.directory, self.meta = directory, meta
@@ -261,10 +303,11 @@ class CacheEntry:
         return file + json.loads(batch.ids[index]), self._frames.text(batch.first + index)
 
     def batches(self, with_text: bool) -> Iterator[EntryBatch]:
-        """Consecutive batches of documents (16 bytes per document held, tokens a batch at a time)."""
+        """Consecutive batches of documents (16 bytes per document held; tokens stay in the file)."""
         ends, sizes = self._offsets()
         with contextlib.ExitStack() as stack:
-            tokens = stack.enter_context(open(self.directory / "tokens.bin", "rb"))
+            fd = os.open(self.directory / "tokens.bin", os.O_RDONLY)
+            stack.callback(os.close, fd)
             if with_text:
                 ids = stack.enter_context(_zstd_reader(self.directory / "ids.zst"))
                 self._frames = _TextFrames(self.directory, sizes)
@@ -274,7 +317,7 @@ class CacheEntry:
                 stop = int(np.searchsorted(ends, done + BATCH_TOKENS, side="right"))
                 stop = min(max(stop, start + 1), start + BATCH_DOCS)
                 lengths = np.diff(ends[start:stop], prepend=done)
-                batch_tokens = _read_tokens(tokens, int(ends[stop - 1]) - done, self.dtype)
+                batch_tokens = FileTokens(fd, done, int(ends[stop - 1]) - done, self.dtype)
                 batch = EntryBatch(start, batch_tokens, lengths, sizes[start:stop])
                 if with_text:
                     batch.ids = [ids.readline() for _ in range(stop - start)]

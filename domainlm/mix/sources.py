@@ -41,7 +41,7 @@ from domainlm.mix.cache import (
     file_stamp,
     reader_format,
 )
-from domainlm.mix.cache_entry import CacheEntry
+from domainlm.mix.cache_entry import ArrayTokens, CacheEntry, FileTokens
 from domainlm.mix.encode import BatchEncoder
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,7 @@ class _ValWriter:
         self._raw.close()
 
 
+TokenSpan = ArrayTokens | FileTokens  # a batch's tokens: in memory, or still in a cache entry
 HeldDocs = Callable[[np.ndarray], Iterable[tuple[str, str]]]  # is_val mask -> (id, text) of those
 
 
@@ -181,7 +182,7 @@ class _SourceSink:
         """Held-out text is written only for a real mix with a validation split."""
         return self.val is not None and self.held_out.fraction > 0
 
-    def add(self, tokens: np.ndarray, lengths: np.ndarray, num_bytes: np.ndarray, held: HeldDocs) -> None:
+    def add(self, tokens: TokenSpan, lengths: np.ndarray, num_bytes: np.ndarray, held: HeldDocs) -> None:
         is_val = self.held_out.mask(self.index, len(lengths))
         self.index += len(lengths)
         r = self.result
@@ -194,16 +195,16 @@ class _SourceSink:
         assert int(lengths.sum()) == len(tokens)
         if self.train is None or self.val is None:
             return
-        # Held-out documents are few: write the training runs between them straight from the
-        # batch (no mask over every token, no copy), and gather only the held-out tokens.
-        view, ends = memoryview(np.ascontiguousarray(tokens)), np.cumsum(lengths)
+        # Held-out documents are few: copy the training runs between them as they are (no mask
+        # over every token), and gather only the held-out tokens.
+        ends = np.cumsum(lengths)
         held_tokens, done = [], 0
         for k in np.flatnonzero(is_val).tolist():
             start = int(ends[k] - lengths[k])
-            self.train.write(view[done:start])
-            held_tokens.append(tokens[start : int(ends[k])])
+            tokens.copy_to(self.train, done, start)
+            held_tokens.append(tokens.read(start, int(ends[k])))
             done = int(ends[k])
-        self.train.write(view[done:])
+        tokens.copy_to(self.train, done, len(tokens))
         if held_tokens:
             self.val.write(np.concatenate(held_tokens), held(is_val), r.name, self.base)
 
@@ -239,7 +240,7 @@ def _encode_file(
         held = lambda is_val, batch=batch: (  # noqa: E731 - consumed inside sink.add
             (d.doc_id, d.text) for d, v in zip(batch, is_val.tolist(), strict=True) if v
         )
-        sink.add(tokens, lengths, num_bytes, held)
+        sink.add(ArrayTokens(tokens), lengths, num_bytes, held)
         if writer is not None:
             writer.add(tokens, lengths, utf8, [doc.doc_id for doc in batch])
         on_batch(len(batch), int(num_bytes.sum()))
