@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from domainlm.config import StrictModel, load_config
+from domainlm.config import ConfigPathList, StrictModel, load_config
 
 CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG_PATH = CONFIG_DIR / "default.yaml"
@@ -65,6 +65,35 @@ class NearDedupConfig(StrictModel):
     @property
     def rows(self) -> int:
         return self.num_perm // self.bands
+
+
+class DecontaminateConfig(StrictModel):
+    """Remove training documents that share word n-grams with reference (held-out or benchmark) text.
+
+    Active when `references` (or `curate --reference FILE`) names files, in any format the corpus
+    readers take. N-grams are over lowercased words with punctuation dropped, so case, whitespace
+    and punctuation changes do not hide a copied passage. 13-grams follow GPT-3 (Brown et al. 2020)
+    and the datatrove/Dolma decontamination filters; `min_overlap: 1` (any shared 13-gram) is their
+    rule. Raise `min_overlap` if the reference shares stock phrases with the training text.
+    """
+
+    references: ConfigPathList = Field(default_factory=list)
+    ngram_words: int = Field(default=13, ge=3, le=64)
+    min_overlap: int = Field(default=1, ge=1)  # distinct shared n-grams at which a document goes
+
+
+class ParagraphDedupConfig(StrictModel):
+    """Remove paragraphs repeated verbatim (boilerplate) from kept documents; first occurrence kept.
+
+    Paragraphs are blocks separated by blank lines, compared by a digest of their whitespace-collapsed
+    text (case kept: exact, not near). Short blocks (headings, list markers, "Version 2.0") repeat
+    legitimately, so those under `min_words` are never removed. A document left with no paragraph
+    is removed. Off by default: it edits kept text.
+    """
+
+    enabled: bool = False
+    min_words: int = Field(default=10, ge=1)
+    digest_bytes: int = Field(default=16, ge=8, le=32)
 
 
 class WordCountRule(StrictModel):
@@ -214,16 +243,19 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 
 class CurateConfig(StrictModel):
-    """Stages run in this order: normalize -> exact_dedup -> filters -> near_dedup -> redact."""
+    """Stages run in this order: normalize -> exact_dedup -> decontaminate -> filters -> near_dedup
+    -> redact -> paragraph_dedup."""
 
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
     exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
+    decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     # Per-source changes to `filters`, merged key by key over it: e.g. tabular code sets with
     # `{medical: {rules: {duplicate_ngrams: {enabled: false}}}}`. Dedup stays global.
     source_filters: dict[str, FiltersConfig] = Field(default_factory=dict)
     near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
     redact: RedactConfig = Field(default_factory=RedactConfig)
+    paragraph_dedup: ParagraphDedupConfig = Field(default_factory=ParagraphDedupConfig)
     batch_docs: int = Field(default=64, ge=1)  # documents per worker task (IPC amortization)
     examples_per_rule: int = Field(default=3, ge=0)  # removed documents quoted in the report per rule
 

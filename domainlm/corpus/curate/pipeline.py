@@ -21,6 +21,8 @@ from typing import Any
 from rich.progress import Progress
 
 from domainlm.corpus.curate.config import CurateConfig
+from domainlm.corpus.curate.decontaminate import ReferenceIndex
+from domainlm.corpus.curate.dedup_paragraph import ParagraphCut, drop_paragraphs
 from domainlm.corpus.curate.filters import enabled_rule_names
 from domainlm.corpus.curate.inputs import CorpusSpec, build_readers, describe_inputs, iter_documents
 from domainlm.corpus.curate.merge import DedupMerger, Removal
@@ -60,9 +62,11 @@ def stage_names(config: CurateConfig) -> list[str]:
     enabled = {
         "normalize": config.normalize.enabled,
         "exact_dedup": config.exact_dedup.enabled,
+        "decontaminate": bool(config.decontaminate.references),
         "filters": any(f.enabled for f in config.all_filters()),
         "near_dedup": config.near_dedup.enabled,
         "redact": config.redact.enabled,
+        "paragraph_dedup": config.paragraph_dedup.enabled,
     }
     return [stage for stage in STAGES if enabled[stage]]
 
@@ -105,6 +109,9 @@ def curate(
     stats = CurationStats(
         stage_names(config), enabled_rule_names(config.all_filters()), config.examples_per_rule
     )
+    references = _reference_index(config)
+    if references is not None:
+        stats.stage_info["decontaminate"] = references.describe()
     inputs = [path for spec in specs for path in spec.paths]
     target = (
         contextlib.nullcontext(None)
@@ -116,10 +123,10 @@ def curate(
         if shards:
             work_root = Path(out).parent if out is not None else None
             read_stats = _run_sharded(
-                specs, readers, config, stats, sink, workers, shards, progress, work_root
+                specs, readers, config, stats, sink, workers, shards, progress, work_root, references
             )
         else:
-            read_stats = _run_streaming(readers, config, stats, sink, workers, progress)
+            read_stats = _run_streaming(readers, config, stats, sink, workers, progress, references)
         outputs = sink.close() if sink else None
         report = build_report(
             stats, config.model_dump(mode="json"), describe_inputs(readers, read_stats), outputs
@@ -140,12 +147,29 @@ def _check_source_names(specs: list[CorpusSpec], config: CurateConfig) -> None:
         )
 
 
-def _apply(sink: _Sink | None, record: DocRecord, removal: Removal | None) -> None:
+def _reference_index(config: CurateConfig) -> ReferenceIndex | None:
+    """The reference n-grams, read once here and sent to every worker and shard job."""
+    if not config.decontaminate.references:
+        return None
+    index = ReferenceIndex(config.decontaminate, config.normalize)
+    logger.info("curate: %d reference n-grams from %d documents", len(index), len(index.ids))
+    return index
+
+
+def _decide(merger: DedupMerger, record: DocRecord) -> tuple[Removal | None, ParagraphCut | None]:
+    removal = merger.decide(record)
+    if removal is not None:
+        return removal, None
+    return merger.cut_paragraphs(record)
+
+
+def _apply(sink: _Sink | None, record: DocRecord, removal: Removal | None, cut: ParagraphCut | None) -> None:
     if sink is None:
         return
     if removal is None:
         assert record.text is not None, "streaming records carry their text"
-        sink.kept.write(record.source, record.doc_id, record.text)
+        text = drop_paragraphs(record.text, cut.drop) if cut is not None else record.text
+        sink.kept.write(record.source, record.doc_id, text)
     else:
         sink.removed.write(removal.as_dict(record))
 
@@ -157,13 +181,14 @@ def _run_streaming(
     sink: _Sink | None,
     workers: int,
     progress: Progress,
+    references: ReferenceIndex | None,
 ) -> None:
     merger = DedupMerger(config)
     task = progress.add_task("curate (documents)", total=None)
-    for record in process_documents(iter_documents(readers), config, workers):
-        removal = merger.decide(record)
-        stats.add(record, removal)
-        _apply(sink, record, removal)
+    for record in process_documents(iter_documents(readers), config, workers, references):
+        removal, cut = _decide(merger, record)
+        stats.add(record, removal, cut)
+        _apply(sink, record, removal, cut)
         progress.advance(task)
     return None  # the readers ran in this process, so their own stats are complete
 
@@ -178,12 +203,14 @@ def _run_sharded(
     shards: int,
     progress: Progress,
     work_root: Path | None,
+    references: ReferenceIndex | None,
 ) -> list[dict[str, Any]]:
     keep = bytearray()  # one byte per document: the only per-document state kept between passes
+    cuts: dict[int, tuple[int, ...]] = {}  # paragraphs to drop, for the kept documents that have some
     pending: dict[int, Example] = {}
     with tempfile.TemporaryDirectory(prefix=".curate-signatures-", dir=work_root) as work:
         task = progress.add_task(f"signatures ({shards} shards)", total=None)
-        paths, read_stats = run_shards(specs, config, shards, Path(work), workers)
+        paths, read_stats = run_shards(specs, config, shards, Path(work), workers, references)
         progress.update(task, completed=1, total=1)
         num_bytes = sum(p.stat().st_size for p in paths)
         logger.info("curate: %d shard signature files, %.1f MB; merging", len(paths), num_bytes / 1e6)
@@ -191,17 +218,19 @@ def _run_sharded(
         merger = DedupMerger(config)
         for record in merged_records(paths):
             assert record.ordinal == len(keep), "shard streams out of order"
-            removal = merger.decide(record)
-            example = stats.add(record, removal)
+            removal, cut = _decide(merger, record)
+            example = stats.add(record, removal, cut)
             if example is not None:
                 pending[record.ordinal] = example
+            if cut is not None:
+                cuts[record.ordinal] = cut.drop
             keep.append(removal is None)
             if sink is not None and removal is not None:
                 sink.removed.write(removal.as_dict(record))
             progress.advance(merge_task)
     if sink is not None or pending:
         logger.info("curate: merge kept %d of %d documents; writing", sum(keep), len(keep))
-        _write_pass(readers, config, keep, pending, sink, workers, progress)
+        _write_pass(readers, config, keep, cuts, pending, sink, workers, progress)
     return read_stats
 
 
@@ -209,6 +238,7 @@ def _write_pass(
     readers: list[CorpusReader],
     config: CurateConfig,
     keep: bytearray,
+    cuts: dict[int, tuple[int, ...]],
     pending: dict[int, Example],
     sink: _Sink | None,
     workers: int,
@@ -225,5 +255,6 @@ def _write_pass(
         if ordinal in pending:
             pending[ordinal].text = text
         if sink is not None and keep[ordinal]:
+            text = drop_paragraphs(text, cuts[ordinal]) if ordinal in cuts else text
             sink.kept.write(doc.source, doc.doc_id, text)
         progress.update(task, completed=ordinal + 1)

@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from domainlm.corpus.curate.config import CurateConfig
+from domainlm.corpus.curate.decontaminate import Contamination, ReferenceIndex
 from domainlm.corpus.curate.dedup_exact import text_digest
 from domainlm.corpus.curate.dedup_near import MinHasher
+from domainlm.corpus.curate.dedup_paragraph import ParagraphKey, paragraph_keys
 from domainlm.corpus.curate.filters import QualityFilter, Verdict, count_words
 from domainlm.corpus.curate.normalize import normalize_text
 from domainlm.corpus.curate.redact import Redactor
@@ -36,7 +38,9 @@ class DocRecord:
 
     `text` is the output text (normalized, then redacted); shard runs drop it to keep signature files
     small and re-read the corpus when writing. `verdict` is a filter verdict, or the normalize
-    stage's 'empty' verdict for documents that normalize to nothing.
+    stage's 'empty' verdict for documents that normalize to nothing. `contamination` is set when
+    the document shares n-grams with the reference text; `paragraphs` holds the paragraph digests
+    of the output text when paragraph dedup is on.
     """
 
     ordinal: int
@@ -48,13 +52,16 @@ class DocRecord:
     signature: np.ndarray | None
     redactions: dict[str, int]
     text: str | None
+    contamination: Contamination | None = None
+    paragraphs: list[ParagraphKey] | None = None
 
 
 class DocProcessor:
     """Built once per process from the config (MinHash permutations, compiled rules)."""
 
-    def __init__(self, config: CurateConfig) -> None:
+    def __init__(self, config: CurateConfig, references: ReferenceIndex | None = None) -> None:
         self.config = config
+        self.references = references
         self.quality = QualityFilter(config.filters)
         self.quality_by_source = {name: QualityFilter(f) for name, f in config.source_filters.items()}
         self.minhasher = MinHasher(config.near_dedup) if config.near_dedup.enabled else None
@@ -74,6 +81,11 @@ class DocProcessor:
         wants_signature = self.minhasher is not None and verdict is None and not repeat
         signature = self.minhasher.signature(text) if wants_signature else None
         output, redactions = self.redactor.redact(text)
+        # Repeats are removed by exact dedup before these stages, so they skip the work.
+        contamination = self.references.check(text) if self.references and not repeat else None
+        paragraphs = None
+        if self.config.paragraph_dedup.enabled and verdict is None and not repeat:
+            paragraphs = paragraph_keys(output, self.config.paragraph_dedup)
         return DocRecord(
             ordinal=ordinal,
             doc_id=doc.doc_id,
@@ -84,15 +96,17 @@ class DocProcessor:
             signature=signature,
             redactions=redactions,
             text=output,
+            contamination=contamination,
+            paragraphs=paragraphs,
         )
 
 
 _worker: DocProcessor | None = None
 
 
-def _init_worker(config: CurateConfig) -> None:
+def _init_worker(config: CurateConfig, references: ReferenceIndex | None = None) -> None:
     global _worker
-    _worker = DocProcessor(config)
+    _worker = DocProcessor(config, references)
 
 
 def _process_batch(batch: list[tuple[int, Document, bool]]) -> list[DocRecord]:
@@ -149,14 +163,15 @@ def ordered_map(
     batches: Iterable[list[Any]],
     config: CurateConfig,
     workers: int,
+    references: ReferenceIndex | None = None,
 ) -> Iterator[Any]:
     """Apply a module-level batch function in `workers` processes; items come back in input order."""
     if workers <= 1:
-        _init_worker(config)
+        _init_worker(config, references)
         for batch in batches:
             yield from function(batch)
         return
-    with pool_context().Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+    with pool_context().Pool(workers, initializer=_init_worker, initargs=(config, references)) as pool:
         pending: deque = deque()
         for batch in batches:
             pending.append(pool.apply_async(function, (batch,)))
@@ -167,12 +182,14 @@ def ordered_map(
 
 
 def process_documents(
-    docs: Iterable[tuple[int, Document]], config: CurateConfig, workers: int
+    docs: Iterable[tuple[int, Document]],
+    config: CurateConfig,
+    workers: int,
+    references: ReferenceIndex | None = None,
 ) -> Iterator[DocRecord]:
     """(ordinal, Document) pairs -> DocRecords in the same order."""
-    return ordered_map(
-        _process_batch, batched(mark_repeats(docs, config), config.batch_docs), config, workers
-    )
+    batches = batched(mark_repeats(docs, config), config.batch_docs)
+    return ordered_map(_process_batch, batches, config, workers, references)
 
 
 def finalize_documents(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from domainlm.corpus.curate.config import CurateConfig
+from domainlm.corpus.curate.decontaminate import ReferenceIndex
 from domainlm.corpus.curate.inputs import CorpusSpec, build_readers, iter_documents
 from domainlm.corpus.curate.process import DocProcessor, DocRecord, batched, mark_repeats, pool_context
 
@@ -28,10 +29,18 @@ def shard_path(work_dir: Path, shard: int) -> Path:
 
 
 def write_shard_signatures(
-    specs: list[CorpusSpec], config: CurateConfig, shard: int, num_shards: int, work_dir: Path
+    specs: list[CorpusSpec],
+    config: CurateConfig,
+    shard: int,
+    num_shards: int,
+    work_dir: Path,
+    references: ReferenceIndex | None = None,
 ) -> list[dict[str, Any]]:
-    """Compute shard `shard`'s records into its signature file; returns the readers' stats."""
-    processor = DocProcessor(config)
+    """Compute shard `shard`'s records into its signature file; returns the readers' stats.
+    `references`: the decontamination index (each cluster task can build it from the config)."""
+    if references is None and config.decontaminate.references:
+        references = ReferenceIndex(config.decontaminate, config.normalize)
+    processor = DocProcessor(config, references)
     readers = build_readers(specs)
     mine = mark_repeats(((o, doc) for o, doc in iter_documents(readers) if o % num_shards == shard), config)
     path = shard_path(work_dir, shard)
@@ -65,10 +74,15 @@ def _run_shard(args: tuple) -> list[dict[str, Any]]:
 
 
 def run_shards(
-    specs: list[CorpusSpec], config: CurateConfig, num_shards: int, work_dir: Path, workers: int
+    specs: list[CorpusSpec],
+    config: CurateConfig,
+    num_shards: int,
+    work_dir: Path,
+    workers: int,
+    references: ReferenceIndex | None = None,
 ) -> tuple[list[Path], list[dict[str, Any]]]:
     """Run every shard (up to `workers` at a time); returns the signature files and shard 0's read stats."""
-    jobs = [(specs, config, shard, num_shards, work_dir) for shard in range(num_shards)]
+    jobs = [(specs, config, shard, num_shards, work_dir, references) for shard in range(num_shards)]
     if workers <= 1:
         stats = [_run_shard(job) for job in jobs]
     else:
