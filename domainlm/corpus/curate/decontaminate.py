@@ -21,6 +21,7 @@ from domainlm.corpus.curate.config import DecontaminateConfig, NormalizeConfig
 from domainlm.corpus.curate.normalize import normalize_text
 from domainlm.corpus.fingerprint import corpus_fingerprint
 from domainlm.corpus.readers import CorpusReader
+from domainlm.errors import DataError
 
 _WORD = re.compile(r"\w+")
 _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier; uint64 arithmetic wraps, which is intended
@@ -62,7 +63,10 @@ class ReferenceIndex:
         chunks: list[np.ndarray] = []
         owners: list[np.ndarray] = []
         for path in config.references:
-            reader = CorpusReader(path, source="reference")
+            try:
+                reader = CorpusReader(path, source="reference")
+            except DataError as error:
+                raise DataError(f"decontaminate.references (--reference): {error}") from None
             before = len(self.ids)
             for doc in reader:
                 hashes = ngram_hashes(normalize_text(doc.text, normalize), config.ngram_words)
