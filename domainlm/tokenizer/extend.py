@@ -1,12 +1,16 @@
-"""Base BPE tokenizer + domain corpora -> extended tokenizer dir + added_tokens_map.json (contract B).
+"""Base BPE or Unigram tokenizer + domain corpora -> extended tokenizer dir + added_tokens_map.json (contract B).
 
-The new tokens are what BPE training would add next if it kept going on the domain text: starting
+BPE bases (GPT-2, Llama-3 style Split + ByteLevel, `domainlm tokenizer train --model bpe`): the new tokens are what BPE training would add next if it kept going on the domain text: starting
 from the base tokenizer's own segmentation of every domain word, repeatedly merge the adjacent pair
 that occurs most often. Each merge is appended after the base merges, so the extended model first
 tokenizes exactly like the base and then applies the new merges: every new token is produced by
 the model itself (not matched as an added string), base behaviour on other text is unchanged, and
 the tokens a merge saves on the domain corpus are exactly its pair count at that step.
-Only BPE bases qualify (GPT-2, Llama-3 style, `domainlm tokenizer train --model bpe`).
+(With `ignore_merges`, as Llama-3 sets it, a word spelled exactly as a new token becomes that token
+directly; the count of saved tokens may then differ slightly from the prediction.)
+Unigram bases (SentencePiece: Llama-2/T5 style, `--model unigram`): the same pair merging on the
+base's segmentation, the new pieces entering the Unigram vocabulary with scores; see extend_unigram.py.
+Both keep the base's ids on any text that contains none of the new tokens' strings.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import heapq
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +30,7 @@ from domainlm.corpus.fingerprint import corpus_fingerprint
 from domainlm.errors import ConfigError
 from domainlm.outputs import atomic_output_dir, check_output_dir, write_json
 from domainlm.progress import make_progress
+from domainlm.tokenizer.extend_unigram import build_extended_unigram, count_segmented_words
 from domainlm.tokenizer.load import LoadedTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -74,13 +80,20 @@ class MergeState:
         return created
 
 
+def _model_type(base: LoadedTokenizer) -> str:
+    kind = json.loads(base.tokenizer.to_str())["model"].get("type")
+    if kind not in ("BPE", "Unigram"):
+        raise ConfigError(
+            f"--base {base.path}: extend needs a BPE (GPT-2, Llama-3 style) or Unigram (SentencePiece, "
+            f"T5 style) tokenizer, got {kind}; train one with `domainlm tokenizer train` or use gpt2"
+        )
+    return kind
+
+
 def _bpe_spec(base: LoadedTokenizer) -> dict:
     spec = json.loads(base.tokenizer.to_str())
     if spec["model"].get("type") != "BPE":
-        raise ConfigError(
-            f"--base {base.path}: extend needs a BPE tokenizer (GPT-2 style), got {spec['model'].get('type')}; "
-            "train one with `domainlm tokenizer train --model bpe` or use gpt2"
-        )
+        raise ConfigError(f"--base {base.path}: not a BPE tokenizer ({spec['model'].get('type')})")
     return spec
 
 
@@ -109,9 +122,24 @@ def learn_merges(base: LoadedTokenizer, words: Counter, num_tokens: int, min_fre
     spec = _bpe_spec(base)
     prefix = spec["model"].get("continuing_subword_prefix")
     ordered = sorted(words.items())  # fixed order -> deterministic ties and output
-    state = MergeState(
-        [[t.id for t in base.tokenizer.model.tokenize(w)] for w, _ in ordered], [c for _, c in ordered]
-    )
+    sequences = [[t.id for t in base.tokenizer.model.tokenize(w)] for w, _ in ordered]
+    return learn_pairs(
+        base, sequences, [c for _, c in ordered], num_tokens, min_frequency,
+        join=lambda left, right: _join(left, right, prefix),
+    )  # fmt: skip
+
+
+def learn_pairs(
+    base: LoadedTokenizer,
+    sequences: list[list[int]],
+    freqs: list[int],
+    num_tokens: int,
+    min_frequency: int,
+    join: Callable[[str, str], str] = lambda left, right: left + right,
+) -> list[dict]:
+    """Repeatedly merge the most frequent adjacent pair of `sequences` (base ids, each with a count)
+    into a new token absent from the base; ties go to the smaller pair of strings."""
+    state = MergeState([list(s) for s in sequences], list(freqs))
     strings = {i: base.tokenizer.id_to_token(i) for word in state.words for i in word}
     expansion = {i: [i] for i in strings}
     existing = set(base.tokenizer.get_vocab(with_added_tokens=True))
@@ -128,8 +156,8 @@ def learn_merges(base: LoadedTokenizer, words: Counter, num_tokens: int, min_fre
         if -neg != count:  # stale entry: re-queue with the current count
             heapq.heappush(heap, (-count, strings[a], strings[b], a, b))
             continue
-        token = _join(strings[a], strings[b], prefix)
-        if token in existing:  # the base has it but BPE never builds it from these pieces
+        token = join(strings[a], strings[b])
+        if token in existing:  # the base has it but never builds it from these pieces
             blocked.add((a, b))
             continue
         existing.add(token)
@@ -191,11 +219,29 @@ def _token_map(base: LoadedTokenizer, added: list[dict], extended: Tokenizer) ->
     tokens = [
         {"token": e["token"], "id": e["id"], "base_ids": e["base_ids"],
          "base_pieces": [base.tokenizer.id_to_token(i) for i in e["base_ids"]],
-         "text": extended.decode([e["id"]]), "frequency": e["frequency"]}
+         "text": e.get("text", extended.decode([e["id"]])), "frequency": e["frequency"],
+         **({"score": e["score"]} if "score" in e else {})}
         for e in added
     ]  # fmt: skip
     return {"base_tokenizer": str(base.path), "base_fingerprint": base.fingerprint,
             "base_vocab_size": base.vocab_size, "tokens": tokens}  # fmt: skip
+
+
+def _learn(
+    base: LoadedTokenizer,
+    kind: str,
+    corpora: list[tuple[str, Path]],
+    num_tokens: int,
+    min_frequency: int,
+    quiet: bool,
+) -> list[dict]:
+    """BPE: continue the merges on pre-tokenized words; Unigram: merge pairs of the base's segmentation."""
+    if kind == "BPE":
+        return learn_merges(base, count_domain_words(base, corpora, quiet=quiet), num_tokens, min_frequency)
+    ordered = sorted(count_segmented_words(base, corpora, quiet=quiet).items())
+    return learn_pairs(
+        base, [list(w) for w, _ in ordered], [c for _, c in ordered], num_tokens, min_frequency
+    )
 
 
 def extend_tokenizer(
@@ -218,16 +264,15 @@ def extend_tokenizer(
     inputs = [Path(base_path), *(f for reader in readers for f in reader.files)]
     check_output_dir(Path(out), overwrite=overwrite, inputs=inputs)  # before minutes of counting
     base = load_tokenizer(base_path, name="base")
-    _bpe_spec(base)
-    words = count_domain_words(base, corpora, quiet=quiet)
-    added = learn_merges(base, words, num_tokens, min_frequency)
+    kind = _model_type(base)
+    added = _learn(base, kind, corpora, num_tokens, min_frequency, quiet)
     if not added:
         raise ConfigError(
             f"no pair of base tokens occurs {min_frequency}+ times in the corpora; lower --min-frequency"
         )
     if len(added) < num_tokens:
         log.warning("only %d of %d tokens reach --min-frequency %d", len(added), num_tokens, min_frequency)
-    extended = build_extended(base, added)
+    extended = build_extended(base, added) if kind == "BPE" else build_extended_unigram(base, added)
     before, after = count_tokens(base.tokenizer, corpora), count_tokens(extended, corpora)
     with atomic_output_dir(Path(out), overwrite=overwrite, command="tokenizer extend", inputs=inputs) as tmp:
         eos_id = _save(base, extended, tmp)
@@ -244,6 +289,7 @@ def extend_tokenizer(
                 }
                 for r in readers
             ],  # fmt: skip
+            "base_model": kind,
             "num_tokens_requested": num_tokens,
             "num_tokens_added": len(added),
             "min_frequency": min_frequency,

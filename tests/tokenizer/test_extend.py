@@ -72,7 +72,9 @@ def test_extend_is_deterministic(bpe_dir: Path, corpora_dir: Path, tmp_path: Pat
 
 def test_extend_rejects_bad_input(bpe_dir: Path, corpora_dir: Path, tmp_path: Path) -> None:
     corpus = [("legal", corpora_dir / "legal.jsonl")]
-    with pytest.raises(ConfigError, match="extend needs a BPE tokenizer"):
+    with pytest.raises(
+        ConfigError, match=r"extend needs a BPE \(GPT-2, Llama-3 style\) or Unigram .* got WordPiece"
+    ):
         extend_tokenizer(resolve_tokenizer("bert-base-uncased")[1], corpus, 5, tmp_path / "x")
     with pytest.raises(ConfigError, match="--num-tokens 0"):
         extend_tokenizer(bpe_dir, corpus, 0, tmp_path / "x")

@@ -1,0 +1,158 @@
+"""`tokenizer extend` on a Unigram (SentencePiece) base and a Llama-3 style BPE base: other text keeps
+the base's ids, domain text gets shorter, the map is what pretraining reads, fast_bpe stays exact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from domainlm.pretrain.vocab_init import load_added_tokens_map
+from domainlm.tokenizer.extend import extend_tokenizer
+from domainlm.tokenizer.extend_unigram import MERGE_BONUS
+from domainlm.tokenizer.fast_bpe import TokenizersEncoder, build_encoder
+
+from .conftest import shipped_texts
+
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+def write_llama3_style(out: Path, texts: list[str], vocab_size: int = 800) -> Path:
+    """Llama-3's pipeline: Split(regex, isolated) + ByteLevel(use_regex=False), ignore_merges, specials."""
+    tokenizer = Tokenizer(models.BPE(ignore_merges=True))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|begin_of_text|>", "<|end_of_text|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>"
+    ).save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def llama3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    texts = [*shipped_texts("general", 30), *shipped_texts("medical", 20), *shipped_texts("legal", 10)]
+    return write_llama3_style(tmp_path_factory.mktemp("llama3") / "base", texts)
+
+
+@pytest.fixture(scope="module")
+def extended(
+    request: pytest.FixtureRequest, corpora_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, dict]:
+    base = request.getfixturevalue(request.param)
+    out = tmp_path_factory.mktemp(f"ext-{request.param}") / "extended"
+    manifest = extend_tokenizer(base, [("legal", corpora_dir / "legal.jsonl")], 40, out)
+    return base, out, manifest
+
+
+BASES = ["unigram_dir", "llama3_dir"]
+
+
+def other_domain_lines() -> list[str]:
+    docs = [*shipped_texts("general", 60), *shipped_texts("medical", 60), *shipped_texts("finance", 60)]
+    return [line for doc in docs for line in doc.split("\n") if line.strip()]
+
+
+def token_texts(out: Path) -> list[str]:
+    """The new tokens as text: what a piece of text must contain for one to be used."""
+    return [t["text"] for t in json.loads((out / "added_tokens_map.json").read_text())["tokens"]]
+
+
+@pytest.mark.parametrize("extended", BASES, indirect=True)
+def test_text_without_the_new_tokens_keeps_the_base_ids(extended: tuple[Path, Path, dict]) -> None:
+    base_dir, out, _ = extended
+    base, new = (
+        Tokenizer.from_file(str(base_dir / "tokenizer.json")),
+        Tokenizer.from_file(str(out / "tokenizer.json")),
+    )
+    added = token_texts(out)
+    # Unigram: the normalizer puts "▁" before the text; a new piece "▁x" matches " x" at the start.
+    clean = [line for line in other_domain_lines() if not any(t in " " + line for t in added)]
+    assert len(clean) >= 100
+    for line in clean:
+        assert (
+            new.encode(line, add_special_tokens=False).ids == base.encode(line, add_special_tokens=False).ids
+        )
+
+
+@pytest.mark.parametrize("extended", BASES, indirect=True)
+def test_new_tokens_replace_their_base_pieces(extended: tuple[Path, Path, dict]) -> None:
+    """On all text, the new ids spelled out as their base pieces give the base's ids (nearly always:
+    the extended tokenizer reads text as the base did, which the mean-of-pieces init assumes)."""
+    base_dir, out, manifest = extended
+    base, new = (
+        Tokenizer.from_file(str(base_dir / "tokenizer.json")),
+        Tokenizer.from_file(str(out / "tokenizer.json")),
+    )
+    mapping = load_added_tokens_map(out / "added_tokens_map.json")
+    pieces = {t.id: t.base_ids for t in mapping.tokens}
+    lines = other_domain_lines()[:3000] + shipped_texts("legal", 60)
+    same = used = 0
+    for line in lines:
+        ids = new.encode(line, add_special_tokens=False).ids
+        used += any(i in pieces for i in ids)
+        spelled = [p for i in ids for p in pieces.get(i, [i])]
+        same += spelled == base.encode(line, add_special_tokens=False).ids
+        assert new.decode(ids) == line
+    assert used >= 60 and same >= 0.99 * len(lines)
+
+
+@pytest.mark.parametrize("extended", BASES, indirect=True)
+def test_domain_text_gets_shorter_and_the_map_fits_pretraining(extended: tuple[Path, Path, dict]) -> None:
+    base_dir, out, manifest = extended
+    base = AutoTokenizer.from_pretrained(str(base_dir))
+    assert manifest["num_tokens_added"] == 40 and manifest["vocab_size"] == len(base) + 40
+    assert manifest["tokens_after"] < manifest["tokens_before"] * 0.95
+    assert abs(
+        manifest["predicted_tokens_saved"] - (manifest["tokens_before"] - manifest["tokens_after"])
+    ) < (0.05 * manifest["predicted_tokens_saved"])
+    mapping = load_added_tokens_map(out / "added_tokens_map.json")
+    assert mapping.base_vocab_size == len(base) and mapping.vocab_size == manifest["vocab_size"]
+    new = AutoTokenizer.from_pretrained(str(out))
+    assert new.eos_token == base.eos_token and new.eos_token_id == base.eos_token_id
+    for entry in mapping.tokens:
+        assert len(entry.base_ids) >= 2 and base.decode(entry.base_ids) == new.decode([entry.id])
+        assert new.convert_ids_to_tokens(entry.id) == entry.token
+
+
+def test_unigram_scores_favour_the_fused_piece_by_the_bonus(
+    unigram_dir: Path, tmp_path: Path, corpora_dir: Path
+) -> None:
+    out = tmp_path / "ext"
+    extend_tokenizer(unigram_dir, [("legal", corpora_dir / "legal.jsonl")], 10, out)
+    base_vocab = json.loads((unigram_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    lowest = min(score for _, score in base_vocab)
+    for entry in json.loads((out / "added_tokens_map.json").read_text())["tokens"]:
+        expected = sum(base_vocab[i][1] for i in entry["base_ids"]) + MERGE_BONUS * (
+            len(entry["base_ids"]) - 1
+        )
+        assert entry["score"] == pytest.approx(max(expected, lowest), abs=1e-9)
+        assert entry["token"] == "".join(entry["base_pieces"]) and "▁" not in entry["token"][1:]
+
+
+@pytest.mark.parametrize("extended", ["llama3_dir"], indirect=True)
+def test_fast_bpe_stays_exact_on_an_extended_tokenizer(extended: tuple[Path, Path, dict]) -> None:
+    _, out, _ = extended
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    lines = other_domain_lines()[:300] + shipped_texts("legal", 40)
+    encoder = build_encoder(tokenizer, probe_texts=lines[:50])
+    want = TokenizersEncoder(tokenizer).encode_batch(lines)
+    got = encoder.encode_batch(lines)
+    assert all(a.tolist() == b.tolist() for a, b in zip(want, got, strict=True)), encoder.name
