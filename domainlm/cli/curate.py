@@ -97,7 +97,7 @@ def _words_table(report: dict[str, Any]) -> Table:
     from domainlm.corpus.curate.report import words_by_source, words_cell
 
     table = Table(
-        title="Words kept per source (of the words reaching each stage / rule)",
+        title="Words kept per source, of those reaching each stage / rule",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         padding=(0, 0, 0, 1),

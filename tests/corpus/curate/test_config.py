@@ -51,6 +51,24 @@ def test_set_overrides_and_rows():
         ("near_dedup.treshold=0.7", r"near_dedup\.treshold: unknown key"),
         ("normalize.unicode_form=NFD", r"normalize\.unicode_form"),
         ("exact_dedup.digest_bytes=4", r"exact_dedup\.digest_bytes"),
+        (
+            "decontaminate.ngram_words=2",
+            r"decontaminate\.ngram_words: Input should be greater than or equal to 3",
+        ),
+        (
+            "decontaminate.min_overlap=0",
+            r"decontaminate\.min_overlap: Input should be greater than or equal to 1",
+        ),
+        ("decontaminate.enabled=true", r"decontaminate\.enabled: unknown key"),
+        (
+            "paragraph_dedup.min_words=0",
+            r"paragraph_dedup\.min_words: Input should be greater than or equal to 1",
+        ),
+        (
+            "paragraph_dedup.digest_bytes=64",
+            r"paragraph_dedup\.digest_bytes: Input should be less than or equal to 32",
+        ),
+        ("paragraph_dedup.enabled=maybe", r"paragraph_dedup\.enabled: Input should be a valid boolean"),
     ],
 )
 def test_invalid_config_is_one_config_error(override, match):
@@ -97,3 +115,15 @@ def test_duplicate_key_and_non_utf8_yaml_are_one_line_errors(tmp_path):
         ConfigError, match=r"c\.yaml: not UTF-8 text \(byte 0xff at offset 19\); save the file"
     ):
         load_curate_config(path)
+
+
+def test_reference_paths_resolve_against_the_yaml_folder(tmp_path):
+    path = tmp_path / "sub" / "c.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "decontaminate:\n  references: [eval/a.jsonl]\n  ngram_words: 8\nparagraph_dedup: {enabled: true}\n"
+    )
+    config = load_curate_config(path)
+    assert config.decontaminate.references == [str(tmp_path / "sub" / "eval" / "a.jsonl")]
+    assert config.decontaminate.ngram_words == 8 and config.decontaminate.min_overlap == 1
+    assert config.paragraph_dedup.enabled and config.paragraph_dedup.min_words == 10

@@ -73,3 +73,29 @@ def test_shard_signatures_merge_back_into_global_order(corpus, tmp_path):
         for a, b in zip(merged, direct, strict=True)
         if a.signature is not None
     )
+
+
+def test_decontamination_and_paragraph_dedup_are_identical_across_workers_and_shards(tmp_path, paragraphs):
+    """Documents p[i] + p[i+1]: each repeats its predecessor's second paragraph. The reference holds
+    p[5], so documents 4 and 5 go; paragraph dedup then drops p[i] from documents 1-3 and 7-19."""
+    p = paragraphs
+    corpus = write_jsonl(tmp_path / "c.jsonl", [p[i] + "\n\n" + p[i + 1] for i in range(20)])
+    reference = write_jsonl(tmp_path / "eval.jsonl", [p[5].upper()])
+    config = CurateConfig(
+        batch_docs=3,
+        redact={"enabled": True},
+        decontaminate={"references": [str(reference)]},
+        paragraph_dedup={"enabled": True},
+    )
+    specs = parse_corpus_args([str(corpus)])
+    runs = {"w1": dict(workers=1), "w2": dict(workers=2), "s3": dict(workers=2, shards=3)}
+    outputs = {}
+    for name, kwargs in runs.items():
+        report = curate(specs, config, out=tmp_path / name, **kwargs).report
+        outputs[name] = _files(tmp_path / name)
+    assert outputs["w1"] == outputs["w2"] == outputs["s3"]
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert stages["decontaminate"]["docs_removed"] == 2
+    assert stages["paragraph_dedup"]["paragraphs"]["paragraphs_removed"] == 16
+    assert stages["paragraph_dedup"]["paragraphs"]["documents_changed"] == 16
+    assert stages["paragraph_dedup"]["docs_kept"] == 18
