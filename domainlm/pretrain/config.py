@@ -45,6 +45,13 @@ class ModelConfig(StrictModel):
     added_tokens_map: ConfigPath | None = Field(
         None, description="added_tokens_map.json from `domainlm tokenizer extend`: new rows = mean of pieces"
     )
+    pad_vocab_to_multiple_of: int | None = Field(
+        None,
+        gt=0,
+        description="round the embedding rows (and an untied head) up to a multiple of N, e.g. 64 for "
+        "tensor-core shapes; the extra rows are never produced by the tokenizer (ids stop at its "
+        "vocab size) and start as the mean of the other rows; None = one row per token",
+    )
     hidden_size: int = Field(2048, gt=0, description="model width H")
     num_layers: int = Field(22, gt=0, description="transformer blocks (encoder and decoder each for t5)")
     num_heads: int = Field(16, gt=0, description="attention heads")

@@ -105,10 +105,17 @@ def spec_token_ids(spec: RunSpec, tokenizer: Any) -> TokenIds:
 def prepare_model(recipe: Recipe, ids: TokenIds, seq_len: int) -> torch.nn.Module:
     """The recipe's model at `ids.vocab_size` rows (built or loaded, extended, checkpointing set)."""
     model = build_model(recipe.model, ids, seq_len, recipe.train.seed)
+    pad = recipe.model.pad_vocab_to_multiple_of
     if recipe.model.added_tokens_map is not None:
         from domainlm.pretrain.vocab_init import extend_embeddings
 
-        extend_embeddings(model, recipe.model.added_tokens_map, vocab_size=ids.vocab_size)
+        extend_embeddings(
+            model, recipe.model.added_tokens_map, vocab_size=ids.vocab_size, pad_to_multiple_of=pad
+        )
+    elif pad is not None:
+        from domainlm.pretrain.vocab_init import pad_embeddings
+
+        pad_embeddings(model, pad)
     if recipe.deepspeed.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model

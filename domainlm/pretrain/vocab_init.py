@@ -11,6 +11,15 @@ Public API:
 - `load_added_tokens_map(path) -> AddedTokensMap` (DataError naming the file if malformed).
 - `extend_embeddings(model, added_tokens_map, *, vocab_size=None, pad_to_multiple_of=None) -> int`:
   resizes in place, keeps input/output tying as it was, returns the new number of embedding rows.
+- `pad_embeddings(model, multiple) -> int`: rows rounded up to a multiple (recipe field
+  `model.pad_vocab_to_multiple_of` without an added tokens map).
+
+Padding rows (`pad_to_multiple_of`, e.g. 64 so the embedding and head matmuls get tensor-core
+shapes) lie past the tokenizer's last id, so no input ever reads them; as outputs they start as the
+mean of the base rows (an average logit) and training pushes their logits down.
+
+The map comes from any base `domainlm tokenizer extend` takes: BPE (GPT-2, Llama-3 style) merges
+or Unigram (SentencePiece) pieces; either way `base_ids` are the base tokens the new one replaces.
 
 Under ZeRO-3 call this on the full, unpartitioned model before `deepspeed.initialize` (and without
 an `HfDeepSpeedConfig` alive, which would partition parameters at construction): the weights are
@@ -206,3 +215,13 @@ def extend_embeddings(
         "tied" if tied else "untied",
     )
     return rows
+
+
+def pad_embeddings(model: Any, multiple: int) -> int:
+    """Round the embedding rows (and an untied head) up to a multiple of `multiple`; the new rows get
+    the mean of the existing ones. Returns the number of rows (unchanged when already a multiple)."""
+    if multiple < 1:
+        raise ValueError(f"pad_to_multiple_of must be >= 1, got {multiple}")
+    rows = model.get_input_embeddings().weight.shape[0]
+    mapping = AddedTokensMap(base_vocab_size=rows, tokens=[], source="model.pad_vocab_to_multiple_of")
+    return extend_embeddings(model, mapping, pad_to_multiple_of=multiple)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM
 
-from domainlm.errors import DataError
+from domainlm.errors import ConfigError, DataError
 from domainlm.pretrain.vocab_init import AddedTokensMap, extend_embeddings, load_added_tokens_map
 
 BASE_VOCAB = 40
@@ -169,3 +169,58 @@ def test_map_object_is_validated_too():
     mapping = AddedTokensMap(base_vocab_size=BASE_VOCAB, tokens=[{**TOKENS[0], "id": 41}], source="m.json")
     with pytest.raises(DataError, match="^m.json: token 'judicata' has id 41, expected 40"):
         extend_embeddings(tiny_llama(tied=True), mapping)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_pad_embeddings_rounds_up_and_keeps_the_rows(tied):
+    from domainlm.pretrain.vocab_init import pad_embeddings
+
+    model = tiny_llama(tied)
+    old = model.get_input_embeddings().weight.detach().clone()
+    assert pad_embeddings(model, 16) == 48 and model.config.vocab_size == 48
+    weight = model.get_input_embeddings().weight
+    assert torch.equal(weight[:40], old)
+    assert all(torch.equal(weight[row], old.double().mean(dim=0).float()) for row in range(40, 48))
+    assert (model.get_output_embeddings().weight is weight) == tied
+    assert model.get_output_embeddings().weight.shape[0] == 48
+    assert pad_embeddings(model, 16) == 48 and pad_embeddings(model, 8) == 48  # already a multiple
+    with pytest.raises(ValueError, match="pad_to_multiple_of must be >= 1, got 0"):
+        pad_embeddings(model, 0)
+
+
+def test_recipe_pads_the_vocabulary_with_and_without_a_map(tmp_path):
+    from domainlm.pretrain.config import load_recipe
+    from domainlm.pretrain.loop import prepare_model
+    from domainlm.pretrain.model import TokenIds
+
+    ids = TokenIds(vocab_size=43, eos_token_id=3, pad_token_id=0)
+    scratch = prepare_model(load_recipe("tiny_cpu", ["model.pad_vocab_to_multiple_of=64"]), ids, seq_len=16)
+    assert scratch.get_input_embeddings().weight.shape[0] == 64 and scratch.config.vocab_size == 64
+    base = tiny_llama(tied=False)
+    base.save_pretrained(tmp_path / "base")
+    overrides = [f"model.init_from={tmp_path / 'base'}", f"model.added_tokens_map={write_map(tmp_path)}"]
+    extended = prepare_model(
+        load_recipe("tiny_cpu", [*overrides, "model.pad_vocab_to_multiple_of=32"]), ids, 16
+    )
+    weight = extended.get_input_embeddings().weight
+    assert weight.shape[0] == 64 and extended.get_output_embeddings().weight.shape[0] == 64
+    assert torch.equal(weight[41], piece_mean(base.get_input_embeddings().weight, [5, 6, 7]))
+    with pytest.raises(ConfigError, match="model.pad_vocab_to_multiple_of: .*greater than 0"):
+        load_recipe("tiny_cpu", ["model.pad_vocab_to_multiple_of=0"])
+
+
+def test_padded_rows_are_never_produced_by_the_tokenizer(tmp_path):
+    """The tokenizer's ids stop at its vocab size: rows past it are only ever outputs."""
+    from transformers import AutoTokenizer
+
+    from domainlm.assets import reference_tokenizer
+    from domainlm.pretrain.vocab_init import pad_embeddings
+
+    tokenizer = AutoTokenizer.from_pretrained(str(reference_tokenizer("gpt2")))
+    text = "Licensee shall indemnify 日本 🚀 <|endoftext|> \x00\xff" + "".join(map(chr, range(32, 400)))
+    ids = tokenizer(text)["input_ids"] + list(tokenizer.get_vocab().values())
+    assert max(ids) == len(tokenizer) - 1 == 50256
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)  # fmt: skip
+    model = LlamaForCausalLM(config)
+    assert pad_embeddings(model, 64) == 50304 > max(ids)
