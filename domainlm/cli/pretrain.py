@@ -11,6 +11,7 @@ from rich import box
 from rich.syntax import Syntax
 from rich.table import Table
 
+from domainlm.errors import ConfigError
 from domainlm.progress import console
 
 
@@ -89,6 +90,15 @@ def pretrain(
     export_only: Annotated[
         bool, typer.Option(help="Export the latest checkpoint of --out as an HF model dir; no training.")
     ] = False,
+    export_init: Annotated[
+        Path | None,
+        typer.Option(
+            "--export-init",
+            metavar="DIR",
+            help="Write the run's exact initialization (recipe + seed + tokenizer, step 0) as an HF model "
+            "dir to DIR, the untrained baseline for `domainlm eval`; no training. --overwrite replaces DIR.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option(help="Print recipe, DeepSpeed JSON, command and estimate; run nothing.")
     ] = False,
@@ -98,6 +108,12 @@ def pretrain(
     from domainlm.pretrain.dry_run import dry_run_report
     from domainlm.pretrain.run import launch, prepare_run
 
+    if export_init is not None:
+        _check_export_init_flags(
+            resume=resume, force_resume=force_resume, export_only=export_only, dry_run=dry_run
+        )
+        _export_init(recipe, set_ or [], out, export_init, overwrite, as_json)
+        return
     prepared = prepare_run(
         recipe,
         set_ or [],
@@ -132,6 +148,28 @@ def pretrain(
         console.print(f"wrote {result['sbatch']}; submit it with: sbatch {result['sbatch']}")
     else:
         console.print(f"run dir {run_dir}\nexported model {result['export']}")
+
+
+def _check_export_init_flags(**flags: bool) -> None:
+    """--export-init trains nothing, so the flags about a training run's checkpoints make no sense with it."""
+    given = [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
+    if given:
+        raise ConfigError(
+            f"--export-init writes the initialization without training; drop {', '.join(given)} "
+            "(or drop --export-init)"
+        )
+
+
+def _export_init(
+    recipe: str, overrides: list[str], run_dir: Path | None, model_dir: Path, overwrite: bool, as_json: bool
+) -> None:
+    from domainlm.pretrain.init_export import export_init
+
+    written = export_init(recipe, overrides, model_dir, run_dir=run_dir, overwrite=overwrite)
+    if as_json:
+        print(json.dumps({"init": str(written)}, indent=2))
+    else:
+        console.print(f"wrote the run's initialization (step 0) to {written}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,15 +1,12 @@
-"""Run the demo: every stage's command in order, the untrained baseline, then report.html."""
+"""Run the demo: every stage's command in order (the untrained baseline included), then report.html."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from domainlm.demo.baseline import export_initialization
 from domainlm.demo.report import write_report
 from domainlm.demo.steps import DemoSettings, Step, build_steps, paths, run_step
 from domainlm.errors import ConfigError
@@ -57,17 +54,12 @@ def _sample_text(samples_json: Path) -> str:
 
 
 def run_demo(settings: DemoSettings, overwrite: bool = False) -> DemoResult:
-    """Tokenizer -> coverage -> mix -> plan -> pretrain -> baseline -> eval -> sample -> report.html."""
+    """Tokenizer -> coverage -> mix -> plan -> pretrain -> export-init -> eval -> sample -> report.html."""
     prepare_out(settings.out, overwrite)
     write_json(settings.out / SETTINGS, {k: str(v) for k, v in asdict(settings).items()})
     p = paths(settings)
     steps = build_steps(settings)
     for step in steps:
-        if step.name == "eval":  # the untrained baseline must exist before the evaluation
-            log.info("\n== Export the run's initialization as the untrained baseline -> %s", p["untrained"])
-            # Building the model imports DeepSpeed, whose logger writes to stdout: keep --json output clean.
-            with contextlib.redirect_stdout(sys.stderr):
-                export_initialization(p["run"], p["untrained"])
         log.info("\n== %s\n$ %s", step.title, step.shell())
         run_step(step)
     report = write_report(settings.out, steps, _sample_text(p["samples"]))

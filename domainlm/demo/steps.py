@@ -1,8 +1,8 @@
 """Demo settings -> the exact `domainlm` commands of every stage, run one after another.
 
 The demo is deliberately nothing but the public commands in sequence: each is printed before it
-runs, so a user can copy any step and run it alone. Only the untrained baseline (the run's own
-initialization, for the evaluation) is built in-process, because no command exports it.
+runs, so a user can copy any step and run it alone; the untrained baseline of the evaluation is the
+run's own initialization, written by `domainlm pretrain --export-init` from the same recipe and flags.
 """
 
 from __future__ import annotations
@@ -104,6 +104,18 @@ def _plan_argv() -> list[str]:
     return argv
 
 
+def _pretrain_argv(settings: DemoSettings) -> list[str]:
+    """The tiny run's recipe and overrides: training and --export-init must see the same ones."""
+    p, s = paths(settings), settings
+    return (
+        ["pretrain", "--recipe", TINY_RECIPE, "--out", str(p["run"])]
+        + ["--set", f"data.mix={p['mix']}", "--set", f"data.seq_len={s.seq_len}"]
+        + ["--set", f"train.max_steps={s.train_steps}", "--set", f"deepspeed.zero_stage={s.zero_stage}"]
+        + ["--set", f"eval.every_steps={max(1, s.train_steps // 3)}"]
+        + ["--set", f"checkpoint.every_steps={s.train_steps}", "--set", "logging.every_steps=10"]
+    )
+
+
 def build_steps(settings: DemoSettings) -> list[Step]:
     """The commands of the demo, in pipeline order."""
     p = paths(settings)
@@ -158,11 +170,12 @@ def build_steps(settings: DemoSettings) -> list[Step]:
         Step(
             "pretrain",
             f"Pretrain a tiny Llama with DeepSpeed ZeRO-{s.zero_stage} on {s.num_procs} ranks",
-            ["pretrain", "--recipe", TINY_RECIPE, "--out", str(p["run"]), "--num-gpus", str(s.num_procs)]
-            + ["--set", f"data.mix={p['mix']}", "--set", f"data.seq_len={s.seq_len}"]
-            + ["--set", f"train.max_steps={s.train_steps}", "--set", f"deepspeed.zero_stage={s.zero_stage}"]
-            + ["--set", f"eval.every_steps={max(1, s.train_steps // 3)}"]
-            + ["--set", f"checkpoint.every_steps={s.train_steps}", "--set", "logging.every_steps=10"],
+            [*_pretrain_argv(settings), "--num-gpus", str(s.num_procs)],
+        ),
+        Step(
+            "untrained",
+            "Export the run's exact initialization (same recipe, seed and tokenizer) as the untrained baseline",
+            [*_pretrain_argv(settings), "--export-init", str(p["untrained"]), "--overwrite"],
         ),
         Step(
             "eval",

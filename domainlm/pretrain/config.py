@@ -149,7 +149,7 @@ class TrainConfig(StrictModel):
     global_batch_sequences: int | None = Field(None, gt=0, description="sequences per optimizer step")
     global_batch_tokens: int | str | None = Field(None, description="or tokens per step, e.g. 1M")
     micro_batch_size: int = Field(1, gt=0, description="sequences per GPU per forward/backward")
-    max_steps: int | None = Field(None, gt=0, description="optimizer steps; or give total_tokens")
+    max_steps: int | None = Field(None, description="optimizer steps (>= 1); or give total_tokens")
     total_tokens: int | str | None = Field(None, description="training tokens, e.g. 20B; sets max_steps")
     seed: int = Field(1234, ge=0)
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
@@ -160,6 +160,17 @@ class TrainConfig(StrictModel):
     @classmethod
     def _count(cls, value: Any, info: Any) -> int | None:
         return None if value is None else parse_count(value, info.field_name)
+
+    @field_validator("max_steps")
+    @classmethod
+    def _trains(cls, value: int | None) -> int | None:
+        # 0 steps is how people ask for the untrained model: point at the command that writes it.
+        if value is not None and value < 1:
+            raise ValueError(
+                f"{value} trains nothing (must be >= 1); for the run's untrained initialization as a model "
+                "dir keep max_steps and run `domainlm pretrain --recipe ... --export-init DIR`"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_of_each(self) -> TrainConfig:

@@ -22,12 +22,19 @@ def test_steps_are_the_public_commands_in_pipeline_order(tmp_path):
         "plan",
         "plan",
         "pretrain",
+        "pretrain",
         "eval",
         "generate",
     ]
     assert all(s.shell().startswith("domainlm ") for s in steps)
     pretrain = next(s for s in steps if s.name == "pretrain")
     assert "deepspeed.zero_stage=3" in pretrain.argv and "--num-gpus" in pretrain.argv
+    # The untrained baseline is the public --export-init of the very same recipe and overrides.
+    untrained = next(s for s in steps if s.name == "untrained")
+    assert untrained.argv[: len(pretrain.argv) - 2] == pretrain.argv[:-2]
+    assert untrained.argv[untrained.argv.index("--export-init") + 1] == str(tmp_path / "untrained")
+    evaluate = next(s for s in steps if s.name == "eval")
+    assert f"untrained={tmp_path / 'untrained'}" in evaluate.argv
     plan = next(s for s in steps if s.name == "plan")
     # the full-size recipe's shape: 22 layers x 2048, 8 GPUs
     assert (
