@@ -33,7 +33,8 @@ def report(
         typer.Option(
             "--corpus",
             metavar="NAME=PATH",
-            help="NAME=PATH (file, folder, glob) or finance / legal / medical / general.",
+            help="NAME=PATH (file, folder, glob), finance / legal / medical / general, or a mix "
+            "directory (one corpus per source: its held-out text, as `eval --data` reads it).",
         ),
     ] = None,
     terms: Annotated[
@@ -61,10 +62,10 @@ def report(
     vocabulary use, the most fragmented words, term pieces, and tokens relative to a baseline."""
     from domainlm.tokenizer.coverage import build_coverage_report
     from domainlm.tokenizer.report import write_report
-    from domainlm.tokenizer.resolve import resolve_corpus, resolve_terms, resolve_tokenizer
+    from domainlm.tokenizer.resolve import resolve_terms, resolve_tokenizer
 
     tokenizers = [resolve_tokenizer(t) for t in tokenizer or []]
-    corpora = [resolve_corpus(c) for c in corpus or []]
+    corpora = [pair for c in corpus or [] for pair in expand_corpus(c)]
     term_lists = [resolve_terms(t) for t in terms or []]
     # Refuse a bad --out before minutes of measuring, not after (write_report checks again under its lock).
     check_output_dir(
@@ -90,6 +91,24 @@ def report(
     for line in _headlines(result):
         out_console.print(f"- {line}")
     err_console.print(f"wrote {', '.join(str(f) for f in files[:3])} (+{len(files) - 3} charts)")
+
+
+def expand_corpus(value: str) -> list[tuple[str, Path]]:
+    """One --corpus value -> (name, path) pairs: a mix directory is one corpus per source, its held-out
+    text, named and read exactly as `eval --data MIX` reads it (domainlm.mix.manifest.held_out_texts)."""
+    from domainlm.errors import ConfigError
+    from domainlm.mix.manifest import held_out_texts, is_mix_dir
+    from domainlm.naming import split_named
+    from domainlm.tokenizer.resolve import resolve_corpus
+
+    name, path = resolve_corpus(value)
+    if not is_mix_dir(path):
+        return [(name, path)]
+    if split_named(value, "--corpus")[0] is not None:
+        raise ConfigError(
+            f"--corpus {value!r}: {path} is a mix directory; pass it without NAME= to get its sources"
+        )
+    return held_out_texts(path)
 
 
 def _headlines(result: dict) -> list[str]:

@@ -2,8 +2,8 @@
 
 Every model reads the same raw text and tokenizes it with its own tokenizer, so bits per byte is
 measured over identical bytes for all models. A mix directory contributes one domain per source,
-from its held-out `val/<source>.jsonl.gz` (read through `domainlm.mix.manifest.open_mix`); a corpus
-path or a shipped sample name (`finance`, `legal`, `medical`, `general`) contributes one domain with
+from its held-out `val/<source>.jsonl.gz` (`domainlm.mix.manifest.held_out_texts`, which `vocab report
+--corpus MIX` uses too); a corpus path or a shipped sample name (`finance`, `legal`, `medical`, `general`) contributes one domain with
 all of its documents. Only the mix's raw text is used, never its token ids, so a model's tokenizer
 need not be the mix's (comparing tokenizers is what bits per byte is for): nothing here checks it.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from domainlm.assets import SAMPLE_DOMAINS, sample_corpus
 from domainlm.corpus import CorpusReader
 from domainlm.errors import ConfigError, DataError
-from domainlm.mix.manifest import is_mix_dir, open_mix
+from domainlm.mix.manifest import held_out_texts, is_mix_dir
 from domainlm.naming import name_from_path, split_named
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def parse_data_spec(spec: str) -> list[tuple[str, Path]]:
             raise ConfigError(
                 f"--data {spec!r}: {path} is a mix directory; pass it without NAME= to get its sources"
             )
-        return open_mix(path).val_text_paths()
+        return held_out_texts(path)
     if path.exists():
         return [(name or name_from_path(path), path)]
     if value in SAMPLE_DOMAINS:

@@ -161,6 +161,15 @@ class MixManifest(_ManifestModel):
         return pairs
 
 
+def held_out_texts(mix_dir: str | Path) -> list[tuple[str, Path]]:
+    """A mix dir -> (source name, its held-out raw text) per source, in manifest order.
+
+    The one expansion of a mix into its held-out sets: `eval --data MIX` and `vocab report --corpus MIX`
+    both use it, so both measure the same documents under the same names.
+    """
+    return open_mix(mix_dir).val_text_paths()
+
+
 def is_mix_dir(path: str | Path) -> bool:
     """A directory holding a manifest.json (whether it is a valid mix is open_mix's to say)."""
     path = Path(path)
