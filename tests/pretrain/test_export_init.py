@@ -121,3 +121,31 @@ def test_export_init_equals_the_weights_deepspeed_starts_from(tiny_recipe, tmp_p
     assert json.loads((run_dir / "export" / "config.json").read_text()) == json.loads(
         (init / "config.json").read_text()
     )
+
+
+def test_added_tokens_start_at_the_mean_of_their_pieces(tiny_data, tiny_recipe, mix_yaml, tmp_path):
+    """Continued pretraining with an extended tokenizer: base rows kept, each new row the mean of its pieces."""
+    base = export_init(tiny_recipe, [], tmp_path / "base")
+    ext = tmp_path / "ext"
+    made = subprocess.run(
+        [sys.executable, "-m", "domainlm", "tokenizer", "extend", "--base", str(tiny_data[0])]
+        + ["--corpus", "legal", "--num-tokens", "8", "--out", str(ext), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    added = json.loads((ext / "added_tokens_map.json").read_text())["tokens"]
+    overrides = [f"data.mix={mix_yaml}", f"data.tokenizer={ext}", f"model.init_from={base}"]
+    overrides += [f"model.added_tokens_map={ext / 'added_tokens_map.json'}"]
+    init = export_init(tiny_recipe, overrides, tmp_path / "init", run_dir=tmp_path / "run")
+    old, new = weights(base), weights(init)
+    assert sorted(old) == sorted(new) and len(added) == 8
+    for name, tensor in old.items():
+        if name in ("model.embed_tokens.weight", "lm_head.weight"):
+            assert new[name].shape[0] == 384 + 8 and torch.equal(new[name][:384], tensor)
+            for entry in added:
+                mean = tensor[entry["base_ids"]].double().mean(dim=0).to(tensor.dtype)
+                assert torch.equal(new[name][entry["id"]], mean), entry["token"]
+        else:
+            assert torch.equal(new[name], tensor), name
