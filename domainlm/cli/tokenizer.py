@@ -93,8 +93,17 @@ def train(
     min_frequency: Annotated[
         int | None, typer.Option("--min-frequency", help="BPE: minimum pair count.")
     ] = None,
+    digits: Annotated[
+        str | None,
+        typer.Option(
+            "--digits",
+            help="Digit runs: single (one token per digit, default; best for arithmetic), group3 (up to 3 "
+            "digits per token, as cl100k), whole (no split: shortest text).",
+        ),
+    ] = None,
     split_digits: Annotated[
-        bool | None, typer.Option("--split-digits/--no-split-digits", help="One token per digit.")
+        bool | None,
+        typer.Option("--split-digits/--no-split-digits", help="Older spelling of --digits single / whole."),
     ] = None,
     normalization: Annotated[str | None, typer.Option("--normalization", help="none, nfc or nfkc.")] = None,
     lowercase: Annotated[
@@ -120,7 +129,8 @@ def train(
     from domainlm.tokenizer.train import train_tokenizer
 
     flags = {
-        "model": model, "vocab_size": vocab_size, "min_frequency": min_frequency, "split_digits": split_digits,
+        "model": model, "vocab_size": vocab_size, "min_frequency": min_frequency,
+        "digits": _digit_flags(digits, split_digits),
         "normalization": normalization, "lowercase": lowercase, "max_train_bytes": max_train_bytes, "seed": seed,
         "special_tokens": {"bos": bos, "eos": eos, "pad": pad, "unk": unk, "mask": mask, "num_sentinels": sentinels},
     }  # fmt: skip
@@ -132,8 +142,25 @@ def train(
     _print_train_summary(manifest, out)
 
 
+def _digit_flags(digits: str | None, split_digits: bool | None) -> str | None:
+    """--split-digits / --no-split-digits are --digits single / whole; both flags must agree."""
+    if split_digits is None:
+        return digits
+    alias = "single" if split_digits else "whole"
+    if digits is not None and digits != alias:
+        flag = "--split-digits" if split_digits else "--no-split-digits"
+        raise ConfigError(f"{flag} (= --digits {alias}) conflicts with --digits {digits}; pass only --digits")
+    return alias
+
+
 def _print_train_summary(manifest: dict, out: Path) -> None:
-    table = Table(title=f"{manifest['model']} tokenizer, vocab {manifest['vocab_size']:,} -> {out}")
+    short = manifest.get("vocab_shortfall")
+    size = f"vocab {manifest['vocab_size']:,}"
+    if short:  # the trainer stopped early: say it in the summary line itself, not only in a log warning
+        size += (
+            f" of {short['requested']:,} requested ({short['share']:.1%}: {short['reason']}; {short['fix']})"
+        )
+    table = Table(title=f"{manifest['model']} tokenizer, {size} -> {out}")
     for column in ("corpus", "documents", "MB available", "MB used", "target ratio", "realized ratio"):
         table.add_column(column, justify="left" if column == "corpus" else "right")
     for c in manifest["corpora"]:

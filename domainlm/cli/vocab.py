@@ -125,19 +125,24 @@ def coverage_table(result: dict) -> Table:
     # Short headers so the table fits 80 columns (pipes and CI logs); report.md has the long names.
     table.add_column("corpus", no_wrap=True)
     table.add_column("tokenizer", no_wrap=True)
-    for name in ("tok/word", "B/tok", "split", "unk", "byte fb", "vocab", "vs base"):
+    for name in ("tok/word", "B/tok", "split", "unk", "byte fb", "vocab", "vs base", "digits", "lost"):
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    # Green marks the fewest tokens per word among lossless tokenizers only: a lossy one (lowercasing,
+    # dropping whitespace) is shorter because it throws text away. "lost": characters the round trip changes.
     best = {}
     for m in result["metrics"]:
-        best[m["corpus"]] = min(best.get(m["corpus"], m["fertility"]), m["fertility"])
+        if m.get("lossless", True):
+            best[m["corpus"]] = min(best.get(m["corpus"], m["fertility"]), m["fertility"])
     for m in result["metrics"]:
         fertility = f"{m['fertility']:.3f}"
-        if m["fertility"] == best[m["corpus"]]:
+        if m.get("lossless", True) and m["fertility"] == best[m["corpus"]]:
             fertility = f"[bold green]{fertility}[/]"
+        lossy = not m.get("lossless", True)
         table.add_row(
-            m["corpus"], m["tokenizer"], fertility, f"{m['bytes_per_token']:.2f}", f"{m['split_word_share']:.1%}",
-            f"{m['unk_rate']:.2%}", f"{m['byte_fallback_rate']:.2%}", f"{m['vocab_used_share']:.1%}",
-            f"{m['tokens_vs_baseline']:.3f}",
+            m["corpus"], m["tokenizer"] + (" [red](lossy)[/]" if lossy else ""), fertility,
+            f"{m['bytes_per_token']:.2f}", f"{m['split_word_share']:.1%}", f"{m['unk_rate']:.2%}",
+            f"{m['byte_fallback_rate']:.2%}", f"{m['vocab_used_share']:.1%}", f"{m['tokens_vs_baseline']:.3f}",
+            f"{m.get('digit_token_share', 0):.1%}", f"[red]{m['lost_char_share']:.1%}[/]" if lossy else "0",
         )  # fmt: skip
     return table
 

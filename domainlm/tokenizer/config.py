@@ -10,6 +10,8 @@ from domainlm.config import CorpusPathList, StrictModel, parse_count
 
 # Byte-level models start from all 256 byte symbols, so nothing is ever out of vocabulary.
 BYTE_ALPHABET_SIZE = 256
+DigitPolicy = Literal["single", "group3", "whole"]
+DIGIT_POLICIES: tuple[str, ...] = ("single", "group3", "whole")
 
 
 class CorpusSpec(StrictModel):
@@ -72,7 +74,18 @@ class TrainConfig(StrictModel):
     )
     vocab_size: int = Field(32000, description="Final vocabulary size, special tokens included.")
     min_frequency: int = Field(2, ge=1, description="BPE: a pair must occur this often to be merged.")
-    split_digits: bool = Field(True, description="Every digit is its own pre-token (numbers never merge).")
+    # The digit policy trades arithmetic for length. "single" (Llama, BloombergGPT, the default): every
+    # digit is one token, so numbers are written the same way everywhere and models learn arithmetic
+    # more easily, but " 2004" costs 4 tokens. "group3" (cl100k/GPT-4): runs cut into groups of up
+    # to 3 digits left to right, " 2004" = "200" + "4" (pieces chosen by the trainer). "whole" (GPT-2):
+    # a digit run is one pre-token the trainer may merge whole: the shortest text, but each year
+    # or version has its own token and the same number is split differently in different places.
+    # `vocab report` shows what each costs on your corpus ("digit policy").
+    digits: DigitPolicy = Field(
+        "single",
+        description="Digit runs: single (one token per digit, best for arithmetic), group3 (groups of up "
+        "to 3 digits, as cl100k), whole (no split: shortest text, inconsistent numbers).",
+    )
     normalization: Literal["none", "nfc", "nfkc"] = Field(
         "none", description="Unicode normalization before tokenizing; 'none' keeps decode(encode(x)) == x."
     )
@@ -88,6 +101,29 @@ class TrainConfig(StrictModel):
     model_max_length: int = Field(2048, ge=1, description="Context length written to tokenizer_config.json.")
     special_tokens: SpecialTokens = Field(default_factory=SpecialTokens)
     corpora: list[CorpusSpec] = Field(min_length=1, description="Training corpora.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_digits_alias(cls, data: object) -> object:
+        """`split_digits: true/false` (older configs, --split-digits) means digits: single / whole."""
+        if not isinstance(data, dict) or "split_digits" not in data:
+            return data
+        data = dict(data)
+        split = data.pop("split_digits")
+        if split is None:
+            return data
+        if not isinstance(split, bool):
+            raise ValueError(
+                f"split_digits must be true or false, got {split!r}; or set digits: single|group3|whole"
+            )
+        alias = "single" if split else "whole"
+        if data.get("digits") is not None and data["digits"] != alias:
+            raise ValueError(
+                f"split_digits={str(split).lower()} (= digits {alias}) conflicts with digits={data['digits']}; "
+                "set only digits: single|group3|whole"
+            )
+        data["digits"] = alias
+        return data
 
     @field_validator("max_train_bytes", mode="before")
     @classmethod
@@ -109,6 +145,11 @@ class TrainConfig(StrictModel):
         if self.model == "unigram" and self.special_tokens.unk is None:
             raise ValueError(
                 "the unigram model needs an unk token (SentencePiece reserves id 0 for it); set unk"
+            )
+        if self.model == "unigram" and self.digits == "group3":
+            raise ValueError(
+                "digits=group3 is for bpe only (SentencePiece splits digits singly or not at all); "
+                "use digits single or whole with the unigram model"
             )
         minimum = BYTE_ALPHABET_SIZE + len(self.special_tokens.ordered())
         if self.vocab_size < minimum:

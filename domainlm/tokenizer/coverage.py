@@ -30,6 +30,7 @@ import numpy as np
 from domainlm.corpus import CorpusReader
 from domainlm.errors import ConfigError, DataError
 from domainlm.progress import make_progress
+from domainlm.tokenizer.fidelity import digit_policy_costs, digit_token_mask, round_trip
 from domainlm.tokenizer.load import LoadedTokenizer, load_tokenizer
 from domainlm.tokenizer.token_spans import SpanEncoder, TokenizersSpans, span_encoder
 
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 REPORT_FORMAT = "domainlm.vocab_report/v1"
 _STRIP = string.punctuation + "“”‘’«»—–…"
 _CANDIDATE_WORDS = 1000  # most frequent word types considered for the fragmented-words list
+# Words with digits (years, versions, section numbers) are rarer per type: the "more tokens than the
+# baseline" list looks at more types, letters or digits.
+_INCREASE_CANDIDATES = 5000
 _PROBE_DOCS = 8  # documents on which the fast encoder must also give `tokenizers`' ids
 
 DEFINITIONS = {
@@ -53,6 +57,17 @@ DEFINITIONS = {
     "context_gain": "baseline tokens / tokens: how much more text fits in the same context window",
     "fragmented_words": "frequent words (punctuation stripped) ranked by extra tokens = count x (pieces - 1)",
     "encoder": "what encoded the documents: tiktoken (proved to give the tokenizer's ids) or tokenizers",
+    "lossy_doc_share": "share of sampled documents where decode(encode(text)) != text (lossy round trip)",
+    "lost_char_share": "share of characters the round trip changes or drops (character alignment of "
+    "the first 100,000 characters of up to 1,000 changed documents), by kind: case / accents / "
+    "whitespace / other",
+    "lossless": "decode(encode(text)) == text on every sampled document; only lossless tokenizers "
+    "are ranked as best on token counts",
+    "digit_token_share": "share of tokens that are only digits (a leading space or ## allowed)",
+    "digit_policy": "tokens the corpus's digit runs (\\d+) cost under each digit policy: single = one per "
+    "digit, group3 = ceil(len/3) per run (cl100k), as trained = each tokenizer's digit tokens; "
+    "tokens_if_* = the tokenizer's tokens with its digit tokens replaced by that policy's count",
+    "more_tokens_than_baseline": "words (letters or digits) ranked by count x (pieces - baseline pieces)",
 }
 
 
@@ -67,6 +82,7 @@ class CorpusSample:
     word_starts: list[np.ndarray] = field(default_factory=list)
     word_ends: list[np.ndarray] = field(default_factory=list)
     word_types: Counter = field(default_factory=Counter)
+    all_types: Counter = field(default_factory=Counter)  # letters or digits: years, versions, ids
 
     @property
     def num_words(self) -> int:
@@ -109,6 +125,9 @@ def load_corpus_sample(name: str, path: Path, sample_docs: int, seed: int) -> Co
         raw_words.update(text.split())
     for word, count in raw_words.items():
         sample.word_types[_word_type(word)] += count
+        core = word.strip(_STRIP)
+        if any(ch.isalnum() for ch in core):
+            sample.all_types[core] += count
     sample.word_types.pop("", None)
     return sample
 
@@ -151,13 +170,16 @@ def measure(tok: LoadedTokenizer, sample: CorpusSample, encoder: SpanEncoder | N
     `encoder` gives ids and token spans (token_spans.py); default `tokenizers`' own offsets."""
     encoded = (encoder or TokenizersSpans(tok)).encode(sample.texts)
     seen = np.zeros(tok.vocab_size, dtype=bool)
-    tokens = split = unk = fallback = 0
+    digit_ids = digit_token_mask(tok)
+    tokens = split = unk = fallback = digits = 0
     for (ids, offsets), starts, ends in zip(encoded, sample.word_starts, sample.word_ends, strict=True):
         tokens += len(ids)
         split += int((pieces_per_word(offsets, starts, ends) >= 2).sum())
         unk += int((ids == tok.unk_id).sum()) if tok.unk_id is not None else 0
         fallback += int(tok.fallback[ids].sum())
+        digits += int(digit_ids[ids].sum())
         seen[ids] = True
+    fidelity = round_trip(tok, sample.texts, [ids for ids, _ in encoded])
     info = sample.describe()
     words, size = max(info["words"], 1), max(tokens, 1)
     return {
@@ -175,6 +197,9 @@ def measure(tok: LoadedTokenizer, sample: CorpusSample, encoder: SpanEncoder | N
         "byte_fallback_rate": _r(fallback / size),
         "vocab_used": int(seen.sum()),
         "vocab_used_share": _r(seen.sum() / tok.vocab_size),
+        "digit_tokens": digits,
+        "digit_token_share": _r(digits / size),
+        **fidelity,
     }
 
 
@@ -221,7 +246,36 @@ def fragmented_words(
         for tok in tokenizers
     }
     ranked = sorted(rows, key=lambda r: (-extra(r, ranked_by), r["word"]))[:top]
-    return {"ranked_by": ranked_by, "words": ranked, "per_tokenizer": per_tokenizer}
+    return {
+        "ranked_by": ranked_by,
+        "words": ranked,
+        "per_tokenizer": per_tokenizer,
+        "more_tokens_than_baseline": more_tokens_than_baseline(tokenizers, sample, ranked_by, top),
+    }
+
+
+def more_tokens_than_baseline(
+    tokenizers: list[LoadedTokenizer], sample: CorpusSample, baseline: str, top: int
+) -> dict[str, list[dict]]:
+    """Per tokenizer, the words it splits into more pieces than the baseline, by extra tokens in the sample.
+
+    Ranked by the tokenizer itself, so words only it splits badly (years, version numbers,
+    identifiers under a digit-splitting policy) show up; words with digits are included."""
+    candidates = sorted(sample.all_types.items(), key=lambda kv: (-kv[1], kv[0]))[:_INCREASE_CANDIDATES]
+    pieces = {tok.name: split_texts(tok, [w for w, _ in candidates]) for tok in tokenizers}
+    base = pieces[baseline]
+    result = {}
+    for name, mine in pieces.items():
+        if name == baseline:
+            continue
+        rows = [
+            {"word": w, "count": c, "pieces": mine[i], "baseline_pieces": base[i],
+             "extra_tokens": c * (len(mine[i]) - len(base[i]))}
+            for i, (w, c) in enumerate(candidates)
+            if len(mine[i]) > len(base[i])
+        ]  # fmt: skip
+        result[name] = sorted(rows, key=lambda r: (-r["extra_tokens"], r["word"]))[:top]
+    return result
 
 
 def read_terms(name: str, path: Path) -> list[str]:
@@ -329,5 +383,9 @@ def build_coverage_report(
         "corpora": [s.describe() for s in samples],
         "metrics": metrics,
         "fragmented_words": {s.name: fragmented_words(loaded, s, baseline, top_words) for s in samples},
+        "digit_policy": {
+            s.name: digit_policy_costs(s.texts, [m for m in metrics if m["corpus"] == s.name])
+            for s in samples
+        },
         "terms": [term_table(loaded, n, p, t) for n, p, t in term_lists],
     }

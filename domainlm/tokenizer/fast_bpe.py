@@ -132,13 +132,14 @@ class TiktokenEncoder:
 # ---- the conversion: tokenizer.json -> regex, mergeable ranks, special tokens --------------------
 
 
-def _digits_pattern(individual: bool) -> str:
-    """Digits(individual_digits) then GPT-2's regex on each piece, as one regex.
+def _digits_pattern(individual: bool, number: str | None = None) -> str:
+    """Digits(individual_digits) then GPT-2's regex on each piece, as one regex; `number` replaces
+    the digit-run alternative (domainlm's digits="group3": Split(\\p{N}{1,3}) isolated + ByteLevel).
 
     A number never joins a space before it (its piece starts at the digit), and a whitespace run
     that ends at a number ends its piece there, so `\\s+(?!\\S)` would have matched all of it:
     `\\s+(?=\\p{N})` does that here. (Digits' is_numeric is \\p{N}: categories Nd, Nl, No.)"""
-    number = r"\p{N}" if individual else r"\p{N}+"
+    number = number or (r"\p{N}" if individual else r"\p{N}+")
     return rf"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{{L}}+|{number}| ?[^\s\p{{L}}\p{{N}}]+|\s+(?=\p{{N}})|\s+(?!\S)|\s+"""
 
 
@@ -152,6 +153,15 @@ def _split_pattern(split: dict) -> str:
     # tiktoken drops text its regex does not match; `tokenizers` keeps each gap as a piece. The
     # second branch takes such a gap (it never runs for patterns that match every character).
     return f"(?:{regex})|(?:(?!(?:{regex}))[\\s\\S])+"
+
+
+_DIGIT_GROUPS = r"\p{N}{1,3}"  # train.GROUP3_DIGITS
+
+
+def _is_digit_groups(split: dict) -> bool:
+    """The Split step of domainlm's digits="group3": isolated runs of up to 3 digits."""
+    regex = (split.get("pattern") or {}).get("Regex")
+    return regex == _DIGIT_GROUPS and split.get("behavior") == "Isolated" and not split.get("invert")
 
 
 def _pattern(pre: dict | None) -> str:
@@ -170,6 +180,9 @@ def _pattern(pre: dict | None) -> str:
         return _digits_pattern(bool(steps[0].get("individual_digits")))
     if kinds == ["Split", "ByteLevel"] and not use_regex:
         return _split_pattern(steps[0])
+    if kinds == ["Split", "ByteLevel"] and _is_digit_groups(steps[0]):
+        # A digit group is its own piece, as with Digits, so the same rewrite holds with {1,3}.
+        return _digits_pattern(False, number=_DIGIT_GROUPS)
     raise NotConvertible(f"pre-tokenizer {' + '.join(kinds)} (ByteLevel use_regex={use_regex})")
 
 

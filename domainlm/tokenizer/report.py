@@ -20,7 +20,18 @@ _COLUMNS = [  # (key, header, format, lower_is_better)
     ("byte_fallback_rate", "byte fallback", "{:.2%}", True),
     ("vocab_used_share", "vocab used", "{:.1%}", None),
     ("tokens_vs_baseline", "tokens vs baseline", "{:.3f}", True),
+    ("digit_token_share", "digit tokens", "{:.1%}", None),
+    ("lossy_doc_share", "docs changed by round trip", "{:.1%}", True),
+    ("lost_char_share", "chars changed by round trip", "{:.2%}", True),
 ]
+# Columns where fewer tokens look better: a lossy tokenizer is never marked best on them.
+_TOKEN_COUNT_KEYS = {
+    "fertility",
+    "bytes_per_token",
+    "chars_per_token",
+    "split_word_share",
+    "tokens_vs_baseline",
+}
 
 
 def _display(piece: str) -> str:
@@ -28,26 +39,82 @@ def _display(piece: str) -> str:
     return piece.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
 
 
+def lossy_note(m: dict) -> str:
+    """'lossy: decode(encode(text)) changes 100% of documents and 12.7% of characters (11.9% case, ...)'."""
+    kinds = ", ".join(f"{v:.1%} {k}" for k, v in m["lost_chars_by_kind"].items() if v >= 0.0005)
+    return (
+        f"lossy: decode(encode(text)) changes {m['lossy_doc_share']:.0%} of documents and "
+        f"{m['lost_char_share']:.1%} of characters" + (f" ({kinds})" if kinds else "")
+    )
+
+
 def headlines(report: dict) -> list[str]:
-    """One sentence per corpus: the tokenizer that needs the fewest tokens, against the baseline."""
+    """One sentence per corpus: who needs the fewest tokens against the baseline, and whether it is lossy.
+
+    A lossy tokenizer (decode(encode(text)) != text) needs fewer tokens because it drops text, so it
+    is never named best without saying so in the same sentence, with the lossless best beside it."""
     baseline = report["settings"]["baseline"]
     lines = []
     for corpus in [c["name"] for c in report["corpora"]]:
         rows = [m for m in report["metrics"] if m["corpus"] == corpus]
-        best = min(rows, key=lambda m: (m["tokens"], m["tokenizer"]))
         base = next(m for m in rows if m["tokenizer"] == baseline)
-        if best["tokenizer"] == baseline:
+        best = min(rows, key=lambda m: (m["tokens"], m["tokenizer"]))
+        lossless = [m for m in rows if m.get("lossless", True)]
+        honest = min(lossless, key=lambda m: (m["tokens"], m["tokenizer"])) if lossless else None
+        base_name = baseline if base.get("lossless", True) else f"{baseline} ({lossy_note(base)})"
+        if not best.get("lossless", True):
+            line = f"{corpus}: {best['tokenizer']} needs {_fewer(best)} than {base_name}, but it is {lossy_note(best)}"
+            if honest is None:
+                line += "; no tokenizer here is lossless."
+            elif honest["tokenizer"] == baseline:
+                line += f"; among lossless tokenizers, {baseline} (baseline) needs the fewest tokens."
+            else:
+                line += f"; among lossless tokenizers, {honest['tokenizer']} is best: {_fewer(honest)}."
+            lines.append(line)
+        elif best["tokenizer"] == baseline:
             lines.append(
                 f"{corpus}: {baseline} (baseline) needs the fewest tokens, fertility {base['fertility']:.3f}."
             )
-            continue
-        saved = 1 - best["tokens_vs_baseline"]
-        lines.append(
-            f"{corpus}: {best['tokenizer']} has fertility {best['fertility']:.3f} vs {base['fertility']:.3f} for "
-            f"{baseline}: {saved:.1%} fewer tokens, so {saved:.1%} fewer training FLOPs per document and "
-            f"{best['context_gain']:.2f}x more text per context window."
-        )
+        else:
+            saved = 1 - best["tokens_vs_baseline"]
+            lines.append(
+                f"{corpus}: {best['tokenizer']} (lossless) has fertility {best['fertility']:.3f} vs "
+                f"{base['fertility']:.3f} for {base_name}: {saved:.1%} fewer tokens, so {saved:.1%} fewer "
+                f"training FLOPs per document and {best['context_gain']:.2f}x more text per context window."
+            )
     return lines
+
+
+def _fewer(m: dict) -> str:
+    change = 1 - m["tokens_vs_baseline"]
+    return f"{change:.1%} fewer tokens" if change >= 0 else f"{-change:.1%} more tokens"
+
+
+def digit_policy_rows(report: dict, corpus: str) -> list[list[str]]:
+    """Per tokenizer: digit tokens as trained, and its total tokens if digit runs were split singly / in 3s."""
+    cost = report["digit_policy"][corpus]
+    rows = []
+    for name, t in cost["per_tokenizer"].items():
+        rows.append([
+            name, f"{t['as_trained']:,}", f"{t['digit_token_share']:.1%}", f"{t['tokens']:,}",
+            f"{t['tokens_if_single']:,} ({t['tokens_if_single'] / max(t['tokens'], 1) - 1:+.1%})",
+            f"{t['tokens_if_group3']:,} ({t['tokens_if_group3'] / max(t['tokens'], 1) - 1:+.1%})",
+        ])  # fmt: skip
+    return rows
+
+
+DIGIT_HEADER = ["tokenizer", "digit tokens (as trained)", "share of tokens", "tokens",
+                "tokens if single digits", "tokens if groups of 3"]  # fmt: skip
+
+
+def digit_summary(report: dict, corpus: str) -> str:
+    cost = report["digit_policy"][corpus]
+    return (
+        f"{cost['digit_runs']:,} digit runs, {cost['digit_chars']:,} digits: single-digit tokens cost "
+        f"{cost['single']:,} tokens, groups of up to 3 (cl100k) {cost['group3']:,}; each tokenizer as "
+        "trained below. Single digits help arithmetic; fewer tokens per number shorten the text "
+        "(`tokenizer train --digits single|group3|whole`)."
+    )
 
 
 def build_images(report: dict) -> dict[str, bytes]:
@@ -109,6 +176,17 @@ def render_markdown(report: dict) -> str:
             for w in frag["words"]
         ]
         out += _md_table(["word", "count", *tokenizers], rows, range(1, 2)) + [""]
+        for name, words in frag.get("more_tokens_than_baseline", {}).items():
+            out += [f"#### {corpus}: where {name} needs more tokens than {frag['ranked_by']}", ""]
+            rows = [[w["word"], f"{w['count']:,}", f"+{w['extra_tokens']:,}", _md_pieces(w["pieces"]),
+                     _md_pieces(w["baseline_pieces"])] for w in words]  # fmt: skip
+            header = ["word", "count", "extra tokens", name, frag["ranked_by"]]
+            out += (_md_table(header, rows, range(1, 3)) if rows else ["(none)"]) + [""]
+    if report.get("digit_policy"):
+        out += ["## Digit policy: what numbers cost", ""]
+        for corpus in report["digit_policy"]:
+            out += [f"### {corpus}", "", digit_summary(report, corpus), ""]
+            out += _md_table(DIGIT_HEADER, digit_policy_rows(report, corpus), range(1, 6)) + [""]
     for terms in report["terms"]:
         out += [f"## Terms: {terms['name']} ({terms['num_terms']:,} terms)", ""]
         rows = [[t, f"{s['mean_pieces']:.2f}", f"{s['pieces_per_word']:.2f}", f"{s['fragmented_share']:.0%}"]
@@ -168,10 +246,16 @@ def _metric_rows(report: dict) -> list[list[str]]:
     rows = []
     for m in report["metrics"]:
         peers = [p for p in report["metrics"] if p["corpus"] == m["corpus"]]
-        cells = [_e(m["corpus"]), _e(m["tokenizer"])]
+        name = m["tokenizer"] + ("" if m.get("lossless", True) else " (lossy)")
+        cells = [_e(m["corpus"]), _e(name)]
+        lossless = [p for p in peers if p.get("lossless", True)]
         for key, _, fmt, lower in _COLUMNS:
-            values = [p[key] for p in peers]
-            best = lower is not None and len(peers) > 1 and m[key] == (min(values) if lower else max(values))
+            ranked = lossless if key in _TOKEN_COUNT_KEYS else peers  # a lossy one is never best on counts
+            values = [p[key] for p in ranked]
+            best = (
+                lower is not None and len(peers) > 1 and m in ranked
+                and m[key] == (min(values) if lower else max(values))
+            )  # fmt: skip
             cells.append(f'<td class="num{" best" if best else ""}">{_e(fmt.format(m[key]))}</td>')
         rows.append(cells)
     return rows
@@ -190,7 +274,8 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
         "<h1>Vocabulary coverage report</h1>",
         f'<p class="muted">{len(tokenizers)} tokenizers x {len(report["corpora"])} corpora; baseline '
         f"<b>{_e(settings['baseline'])}</b>; up to {_e(settings['sample_docs'] or 'all')} documents per corpus, "
-        f"seed {_e(settings['seed'])}. Green: best value per corpus.</p>",
+        f"seed {_e(settings['seed'])}. Green: best value per corpus; on token counts only lossless tokenizers "
+        "(decode(encode(text)) == text) are ranked.</p>",
         f'<div class="cards">{cards}</div>',
         "<h2>Coverage per tokenizer and corpus</h2>",
         html_table(["corpus", "tokenizer", *(h for _, h, _, _ in _COLUMNS)], _metric_rows(report), 2),
@@ -204,6 +289,18 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
         rows = [[_e(w["word"]), f"{w['count']:,}", *(f"<td>{_html_pieces(w['pieces'][t])}</td>" for t in tokenizers)]
                 for w in frag["words"]]  # fmt: skip
         parts.append(html_table(["word", "count", *tokenizers], rows, 1))
+        for name, words in frag.get("more_tokens_than_baseline", {}).items():
+            parts.append(
+                f"<h3>{_e(corpus)}: where {_e(name)} needs more tokens than {_e(frag['ranked_by'])}</h3>"
+            )
+            rows = [[_e(w["word"]), f"{w['count']:,}", f"+{w['extra_tokens']:,}", f"<td>{_html_pieces(w['pieces'])}</td>",
+                     f"<td>{_html_pieces(w['baseline_pieces'])}</td>"] for w in words]  # fmt: skip
+            parts.append(html_table(["word", "count", "extra tokens", name, frag["ranked_by"]], rows, 1))
+    if report.get("digit_policy"):
+        parts.append("<h2>Digit policy: what numbers cost</h2>")
+        for corpus in report["digit_policy"]:
+            parts.append(f"<h3>{_e(corpus)}</h3><p>{_e(digit_summary(report, corpus))}</p>")
+            parts.append(html_table(DIGIT_HEADER, digit_policy_rows(report, corpus), 1))
     for terms in report["terms"]:
         parts.append(
             f"<h2>Terms: {_e(terms['name'])} <span class=muted>({terms['num_terms']:,} terms)</span></h2>"

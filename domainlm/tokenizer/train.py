@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from domainlm.errors import DataError
 from domainlm.outputs import atomic_output_dir, write_json
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "domainlm.tokenizer/v1"
 SENTENCEPIECE_FILE = "sentencepiece.model"  # unigram only: the SentencePiece model tokenizer.json mirrors
+GROUP3_DIGITS = r"\p{N}{1,3}"  # digits="group3": runs cut left to right into pieces of up to 3 (fast_bpe.py)
 
 
 def build_pipeline(config: TrainConfig) -> Tokenizer:
@@ -40,13 +41,15 @@ def build_pipeline(config: TrainConfig) -> Tokenizer:
         steps.append(normalizers.Lowercase())
     if steps:
         tokenizer.normalizer = normalizers.Sequence(steps)
-    # Digits first, then GPT-2's regex split and the byte -> printable-character map: every byte
-    # sequence is representable, so nothing is unknown and decode(encode(text)) == text.
+    # Digits first (config.digits), then GPT-2's regex split and the byte -> printable-character map:
+    # every byte sequence is representable, so nothing is unknown and decode(encode(text)) == text.
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    digit_step = {
+        "single": pre_tokenizers.Digits(individual_digits=True),
+        "group3": pre_tokenizers.Split(Regex(GROUP3_DIGITS), behavior="isolated"),  # cl100k's \p{N}{1,3}
+    }.get(config.digits)
     tokenizer.pre_tokenizer = (
-        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-        if config.split_digits
-        else byte_level
+        pre_tokenizers.Sequence([digit_step, byte_level]) if digit_step is not None else byte_level
     )
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
@@ -93,20 +96,32 @@ def train_library_tokenizer(
 _MIN_REACHED_SHARE = 0.9
 
 
-def check_vocab_reached(config: TrainConfig, plans: list[CorpusPlan], got: int) -> None:
-    """The trainers stop early when the text has no more pairs/pieces to add; say so with the numbers."""
+def vocab_shortfall(config: TrainConfig, plans: list[CorpusPlan], got: int) -> dict | None:
+    """None when the trainer reached --vocab-size; else what it reached, why, and what to change."""
     wanted = config.vocab_size
     if got >= wanted:
-        return
+        return None
     names = ", ".join(p.spec.name for p in plans)
     used = sum(p.used_bytes for p in plans)
-    what = (
-        f"--vocab-size {wanted}: the {config.model} trainer found only {got} tokens in the corpora "
-        f"{names} ({used:,} bytes of text, too few distinct words)"
-    )
-    if got < _MIN_REACHED_SHARE * wanted:
-        raise DataError(f"{what}; lower --vocab-size to {got} or less, or train on more text")
-    log.warning("%s; the manifest records the real size", what)
+    return {
+        "requested": wanted,
+        "reached": got,
+        "share": round(got / wanted, 4),
+        "reason": f"the {config.model} trainer found only {got:,} tokens in the corpora {names} "
+        f"({used:,} bytes of text, too few distinct words)",
+        "fix": f"lower --vocab-size to {got} or less, or train on more text",
+    }
+
+
+def check_vocab_reached(config: TrainConfig, plans: list[CorpusPlan], got: int) -> None:
+    """The trainers stop early when the text has no more pairs/pieces to add; say so with the numbers."""
+    short = vocab_shortfall(config, plans, got)
+    if short is None:
+        return
+    what = f"--vocab-size {config.vocab_size}: {short['reason']}"
+    if got < _MIN_REACHED_SHARE * config.vocab_size:
+        raise DataError(f"{what}; {short['fix']}")
+    log.warning("%s; %s (the manifest records the real size)", what, short["fix"])
 
 
 def _require_text(texts: Iterator[str], plans: list[CorpusPlan]) -> Iterator[str]:
@@ -186,6 +201,9 @@ def build_manifest(config: TrainConfig, plans: list[CorpusPlan], folder: Path, t
         "format": MANIFEST_FORMAT,
         "model": config.model,
         "vocab_size": written.vocab_size,
+        "requested_vocab_size": config.vocab_size,
+        # None, or {requested, reached, share, reason, fix}: the summary line repeats it
+        "vocab_shortfall": vocab_shortfall(config, plans, tokenizer.get_vocab_size()),
         "special_tokens": specials,
         "sentinels": config.special_tokens.sentinels(),
         "eos_token_id": tokenizer.token_to_id(config.special_tokens.eos),

@@ -77,7 +77,7 @@ def train_unigram(config: TrainConfig, texts: Iterable[str], model_path: Path | 
             vocab_size=config.vocab_size,
             hard_vocab_limit=False,  # a small corpus may support fewer pieces; the manifest says how many
             byte_fallback=True,
-            split_digits=config.split_digits,
+            split_digits=config.digits == "single",  # "group3" is refused by TrainConfig for unigram
             max_sentencepiece_length=config.max_piece_length,
             normalization_rule_name="identity",  # normalization is ours (above), so HF can mirror it
             remove_extra_whitespaces=False,

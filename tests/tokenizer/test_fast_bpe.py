@@ -1,5 +1,5 @@
 """The tiktoken encoder gives `tokenizers`' ids: on the shipped corpora, the adversarial probes and
-hand-made edge cases, for GPT-2, a domainlm BPE with split digits and a Llama-3 / cl100k-style
+hand-made edge cases, for GPT-2, domainlm BPEs with each digit policy and a Llama-3 / cl100k-style
 Split-regex BPE; everything it cannot reproduce falls back to `tokenizers` with a reason."""
 
 from __future__ import annotations
@@ -55,6 +55,24 @@ def domain_bpe(corpora_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> T
     return Tokenizer.from_file(str(out / "tokenizer.json"))
 
 
+def _trained(corpora_dir: Path, tmp: pytest.TempPathFactory, digits: str) -> Tokenizer:
+    out = tmp.mktemp(f"fast-{digits}") / "bpe"
+    train_tokenizer(small_config(corpora_dir, vocab_size=2000, digits=digits), out)
+    return Tokenizer.from_file(str(out / "tokenizer.json"))
+
+
+@pytest.fixture(scope="module")
+def domain_bpe_group3(corpora_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
+    """digits="group3": Split(\\p{N}{1,3}, isolated) + ByteLevel, rewritten as one regex."""
+    return _trained(corpora_dir, tmp_path_factory, "group3")
+
+
+@pytest.fixture(scope="module")
+def domain_bpe_whole(corpora_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
+    """digits="whole": plain ByteLevel (GPT-2's regex), digit runs merged by the trainer."""
+    return _trained(corpora_dir, tmp_path_factory, "whole")
+
+
 @pytest.fixture(scope="module")
 def cl100k_style() -> Tokenizer:
     """Llama-3's pipeline: Split(cl100k regex, isolated) + ByteLevel(use_regex=False), added specials."""
@@ -77,7 +95,7 @@ def cl100k_style() -> Tokenizer:
     return tokenizer
 
 
-TOKENIZERS = ["gpt2", "domain_bpe", "cl100k_style"]
+TOKENIZERS = ["gpt2", "domain_bpe", "domain_bpe_group3", "domain_bpe_whole", "cl100k_style"]
 
 
 def assert_same_ids(tokenizer: Tokenizer, fast: TiktokenEncoder, texts: list[str]) -> None:
