@@ -53,4 +53,7 @@ def test_markdown_has_tables_headline_and_definitions(report: dict) -> None:
         "no tokenizer here is lossless."
     )
     # digit tokens, documents and characters changed by the round trip are columns of the table
-    assert "| hand | big | 1.222 | 3.82 | 3.73 | 22.2% | 9.09% | 0.00% | 62.5% | 0.786 | 0.0% | 50.0% | 7.32% |" in text
+    assert (
+        "| hand | big | 1.222 | 3.82 | 3.73 | 22.2% | 9.09% | 0.00% | 62.5% | 0.786 | 0.0% | 50.0% | 7.32% |"
+        in text
+    )
