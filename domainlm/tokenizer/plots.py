@@ -49,8 +49,11 @@ def plot_overview(report: dict) -> bytes:
         scale = 100.0 if key == "split_word_share" else 1.0
         for i, name in enumerate(tokenizers):
             values = [table[(name, c)][key] * scale for c in corpora]
+            # A lossy tokenizer's bars are hatched and labelled: its fewer tokens drop text.
+            lossy = any(not table[(name, c)].get("lossless", True) for c in corpora)
             bars = ax.bar(x + (i - (len(tokenizers) - 1) / 2) * width, values, width * 0.92,
-                          label=name, color=PALETTE[i % len(PALETTE)])  # fmt: skip
+                          label=f"{name} (lossy round trip)" if lossy else name, color=PALETTE[i % len(PALETTE)],
+                          hatch="//" if lossy else None, edgecolor="white" if lossy else None)  # fmt: skip
             if len(tokenizers) * len(corpora) <= 24:
                 ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=7, padding=1.5)
         if key == "tokens_vs_baseline":

@@ -175,8 +175,9 @@ def train_tokenizer(config: TrainConfig, out: Path, overwrite: bool = False, qui
             },
         )
     log.info(
-        "tokenizer: %d tokens from %.1f MB in %.1fs -> %s",
+        "tokenizer: %d tokens%s from %.1f MB in %.1fs -> %s",
         manifest["vocab_size"],
+        f" of {config.vocab_size} requested" if manifest["vocab_shortfall"] else "",
         used_bytes / 1e6,
         seconds,
         out,
