@@ -107,7 +107,7 @@ def vocab_shortfall(config: TrainConfig, plans: list[CorpusPlan], got: int) -> d
         "requested": wanted,
         "reached": got,
         "share": round(got / wanted, 4),
-        "reason": f"the {config.model} trainer found only {got:,} tokens in the corpora {names} "
+        "reason": f"the {config.model} trainer found only {got} tokens in the corpora {names} "
         f"({used:,} bytes of text, too few distinct words)",
         "fix": f"lower --vocab-size to {got} or less, or train on more text",
     }
