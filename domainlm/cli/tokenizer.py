@@ -175,7 +175,7 @@ def _print_train_summary(manifest: dict, out: Path) -> None:
 @app.command("extend")
 def extend(
     base: Annotated[
-        str, typer.Option("--base", metavar="PATH", help="Base BPE tokenizer directory, or gpt2.")
+        str, typer.Option("--base", metavar="PATH", help="Base BPE or Unigram tokenizer directory, or gpt2.")
     ],
     out: Annotated[Path, out_option("Output directory for the extended tokenizer.")],
     corpus: Annotated[
@@ -192,8 +192,8 @@ def extend(
     quiet: Quiet = False,
     json_out: Json = False,
 ) -> None:
-    """Add the N domain tokens that save the most tokens on the corpora to a BPE tokenizer (new merges),
-    writing the tokenizer plus added_tokens_map.json for embedding initialization."""
+    """Add the N domain tokens that save the most tokens on the corpora to a BPE (new merges) or
+    Unigram (new scored pieces) tokenizer, writing it plus added_tokens_map.json for embedding init."""
     import json
 
     from domainlm.tokenizer.extend import extend_tokenizer
@@ -221,18 +221,23 @@ def extend(
         )
     console.print(table)
     console.print(
-        f"domain corpus: {manifest['tokens_before']:,} -> {manifest['tokens_after']:,} tokens "
+        f"domain corpus ({manifest['base_model']} base): {manifest['tokens_before']:,} -> "
+        f"{manifest['tokens_after']:,} tokens "
         f"({manifest['token_reduction']:.1%} shorter)"
     )
 
 
 def _texts(entry: dict) -> list[str]:
-    """Readable base pieces: byte-level symbols back to text where they form whole characters."""
+    """Readable base pieces: byte-level symbols back to text where they form whole characters,
+    SentencePiece's "▁" as a space."""
     from domainlm.tokenizer.load import byte_decoder
 
     table = byte_decoder()
     out = []
     for piece in entry["base_pieces"]:
+        if "▁" in piece:
+            out.append(piece.replace("▁", " "))
+            continue
         raw = bytes(table[ch] for ch in piece if ch in table) if all(ch in table for ch in piece) else None
         out.append(raw.decode("utf-8", errors="replace") if raw is not None else piece)
     return out

@@ -156,3 +156,28 @@ def test_fast_bpe_stays_exact_on_an_extended_tokenizer(extended: tuple[Path, Pat
     want = TokenizersEncoder(tokenizer).encode_batch(lines)
     got = encoder.encode_batch(lines)
     assert all(a.tolist() == b.tolist() for a, b in zip(want, got, strict=True)), encoder.name
+
+
+def test_cli_summary_names_the_base_and_the_token_counts(
+    unigram_dir: Path, corpora_dir: Path, tmp_path: Path
+) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from domainlm.cli import tokenizer as tokenizer_cli
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    tokenizer_cli.register(app)
+    out = tmp_path / "ext"
+    args = ["tokenizer", "extend", "--base", str(unigram_dir), "--corpus", f"legal={corpora_dir / 'legal.jsonl'}",
+            "--num-tokens", "5", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["base_model"] == "Unigram" and manifest["num_tokens_added"] == 5
+    line = (
+        f"domain corpus (Unigram base): {manifest['tokens_before']:,} -> {manifest['tokens_after']:,} tokens"
+    )
+    assert line in " ".join(result.output.split())
+    assert "▁" not in result.output  # pieces shown as text
