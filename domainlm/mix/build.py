@@ -3,6 +3,13 @@
 Everything that can be checked before tokenizing is (config, tokenizer and its EOS, every corpus
 path, the output directory); the whole output is built in a temp directory that is renamed into
 place only after manifest.json is written, so a killed run leaves nothing that looks complete.
+
+The encoder (splitting check + fast encoder proof, ~1.5 CPU-s for GPT-2) is built only when the
+first cache miss has documents to tokenize, so a re-mix whose every file is cached builds none.
+The manifest's `tokenizer.encoder` names what wrote the ids: each cache entry records it and fresh
+files record the live encoder. They agree for one tokenizer (both are proved to give its ids); if
+entries from older runs say otherwise (e.g. a run whose probe documents ruled tiktoken out), the
+manifest lists every name that wrote ids, sorted and joined with "+", e.g. "tiktoken+tokenizers".
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from domainlm.mix import layout
 from domainlm.mix.allocate import Allocation, PhaseAllocation, Schedule, Supply, allocate_phases
 from domainlm.mix.cache import TokenCache, open_cache
 from domainlm.mix.config import MixConfig, phase_targets, target_ratios, training_tokens
-from domainlm.mix.encode import BatchEncoder, load_mix_tokenizer, splitting_is_exact
+from domainlm.mix.encode import BatchEncoder, LazyEncoder, load_mix_tokenizer, splitting_is_exact
 from domainlm.mix.shards import build_manifest, pack_val, write_train_shards
 from domainlm.mix.sources import SourceTokens, tokenize_source
 from domainlm.outputs import atomic_output_dir, remove_tree, write_json
@@ -86,7 +93,7 @@ class _SourceBar:
 def _tokenize_all(
     config: MixConfig,
     readers: list[CorpusReader],
-    encoder: BatchEncoder,
+    encoder: LazyEncoder,
     root: Path | None,
     progress: Progress,
     cache: TokenCache | None = None,
@@ -108,6 +115,13 @@ def _allocate(config: MixConfig, sources: list[SourceTokens]) -> Schedule:
         )
     ]
     return allocate_phases(supplies, phase_targets(config), config.seq_len, training_tokens(config))
+
+
+def _encoder_name(sources: list[SourceTokens], encoder: LazyEncoder) -> str:
+    """What wrote the mix's ids (see the module docstring); when no document was encoded or cached
+    (nothing to name), the encoder this run would have used."""
+    names = sorted({name for source in sources for name in source.encoders})
+    return "+".join(names) if names else encoder.get().encoder_name
 
 
 def _tokenizer_entry(loaded: LoadedTokenizer, encoder_name: str) -> dict:
@@ -183,11 +197,12 @@ def build_mix(
         else atomic_output_dir(out, overwrite=overwrite, command="mix", inputs=inputs)
     )
     with output as root, make_progress(quiet) as progress:
-        encoder = _encoder(loaded, readers)
+        encoder = LazyEncoder(loaded, lambda: _encoder(loaded, readers))
         sources = _tokenize_all(config, readers, encoder, root, progress, token_cache)
         schedule = _allocate(config, sources)
         manifest = None
         if root is not None:
-            manifest = _write_outputs(root, config, loaded, schedule, sources, progress, encoder.encoder_name)
+            name = _encoder_name(sources, encoder)
+            manifest = _write_outputs(root, config, loaded, schedule, sources, progress, name)
     seconds = time.perf_counter() - started
     return MixResult(schedule.allocations, sources, loaded, seconds, out, manifest, schedule.phases)

@@ -10,7 +10,9 @@ Layout of `<cache root>/<key>/` (format CACHE_FORMAT), one input file's document
   re-parsing the corpus; `ids.zst`: each document's id after the file path (":12"), one JSON
   string a line, one zstd stream;
 - `meta.json` (last): key inputs, counts, the reader's skip counts, size and sha256 of every data
-  file, created, last_used.
+  file, created, last_used, and `encoder`: what wrote the ids ("tiktoken" or "tokenizers", the same
+  ids by proof; null when the file had no documents to encode), so a warm re-mix's manifest can name
+  it without building an encoder.
 Ids and problems are stored without their file path: the entry is keyed by content, the file moves.
 """
 
@@ -33,7 +35,9 @@ import zstandard
 
 from domainlm.outputs import file_sha256, remove_tree
 
-CACHE_FORMAT = "domainlm.tokens/v2"  # bump when the reader or this layout changes what an entry means
+# bump when the reader or this layout changes what an entry means (v3: the key no longer holds the
+# encoder's split_long setting, meta.json names the encoder)
+CACHE_FORMAT = "domainlm.tokens/v3"
 DATA_FILES = ("tokens.bin", "ends.npy", "bytes.npy", "text.zst", "frames.npy", "ids.zst")
 FRAME_BYTES = 1 << 16  # text per zstd frame: 0.30 of the text compressed (0.27 as one frame)
 META_NAME = "meta.json"
@@ -155,7 +159,7 @@ class EntryWriter:
             handle.close()
         np.save(self.tmp / "frames.npy", np.array(self.frames, dtype=_NPY_DTYPE).reshape(-1, 2))
 
-    def _meta(self, read_stats: dict) -> dict:
+    def _meta(self, read_stats: dict, encoder: str | None) -> dict:
         files = {
             n: {"bytes": (self.tmp / n).stat().st_size, "sha256": file_sha256(self.tmp / n)}
             for n in DATA_FILES
@@ -166,14 +170,16 @@ class EntryWriter:
             "format": CACHE_FORMAT, "key": self.key, "inputs": self.inputs, "file": self.file,
             "documents": self.num_docs, "tokens": self.num_tokens, "text_bytes": self.num_bytes,
             "dtype": self.dtype.name, "read": dict(read_stats, problems=problems), "files": files,
-            "created": created, "last_used": created,
+            "created": created, "last_used": created, "encoder": encoder,
         }  # fmt: skip
 
-    def commit(self, read_stats: dict) -> Path:
+    def commit(self, read_stats: dict, encoder: str | None = None) -> Path:
         """Finish the files, write meta.json last, rename into place. If another process renamed the
-        same key first, keep theirs (same inputs, same bytes) and drop ours."""
+        same key first, keep theirs (same inputs, same bytes) and drop ours. `encoder`: what wrote the
+        ids (None: nothing was encoded)."""
         self._close()
-        (self.tmp / META_NAME).write_text(json.dumps(self._meta(read_stats), indent=2) + "\n", "utf-8")
+        meta = self._meta(read_stats, encoder)
+        (self.tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n", "utf-8")
         final = self.root / self.key
         try:
             os.rename(self.tmp, final)
@@ -348,6 +354,8 @@ def entry_problem(directory: Path, meta: object, inputs: dict) -> str | None:
         return "meta.json lacks required fields"
     if meta.get("format") != CACHE_FORMAT or meta["inputs"] != inputs:
         return "meta.json describes other inputs than its key"
+    if not isinstance(meta.get("encoder"), str | None):
+        return "meta.json names no valid encoder"
     for name in DATA_FILES:
         expected = meta["files"].get(name)
         if not isinstance(expected, dict):

@@ -11,12 +11,15 @@ the text there, so the pieces tokenize to exactly the tokens of the whole docume
 whose pre-tokenization reaches across such a newline (Llama-3-style regexes that glue "."+"\\n",
 Metaspace prepending "▁" to every input) would change; `splitting_is_exact` tests the tokenizer on
 probe text and the run's first documents, and splitting is turned off when any of them differ.
+
+Choosing and proving the encoder costs ~1.5 CPU-s for GPT-2, more than a whole warm re-mix reading
+the token cache: `LazyEncoder` does it only when the first cache miss has text to tokenize.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import chain
 from pathlib import Path
 
@@ -127,3 +130,26 @@ class BatchEncoder:
         # ids are < vocab_size, so the cast to the mix dtype (uint16 for most vocabularies) is exact
         flat = np.concatenate(parts).astype(self.loaded.dtype, copy=False) if parts else eos[:0]
         return flat, np.asarray(lengths, dtype=np.int64)
+
+
+class LazyEncoder:
+    """A BatchEncoder made by `build()` on the first `encode`: a re-mix whose every file is a cache
+    hit never pays for the splitting check and the fast encoder's proof. `loaded` (what the cache
+    keys need) is there from the start; `encoder_name` is None until something was encoded."""
+
+    def __init__(self, loaded: LoadedTokenizer, build: Callable[[], BatchEncoder]) -> None:
+        self.loaded = loaded
+        self._build = build
+        self._built: BatchEncoder | None = None
+
+    def get(self) -> BatchEncoder:
+        if self._built is None:
+            self._built = self._build()
+        return self._built
+
+    @property
+    def encoder_name(self) -> str | None:
+        return None if self._built is None else self._built.encoder_name
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return self.get().encode(texts)

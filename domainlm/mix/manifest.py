@@ -101,6 +101,7 @@ class TokenizerInfo(_ManifestModel):
         str  # domainlm.tokenizer.load.LoadedTokenizer.fingerprint of the tokenizer that wrote the ids
     )
     eos_token: str | None = None  # the EOS the mix put after each document (older mixes: see MixManifest)
+    encoder: str | None = None  # what wrote the ids: "tiktoken", "tokenizers" (older mixes: None)
 
 
 class MixManifest(_ManifestModel):

@@ -327,7 +327,8 @@ def build_manifest(
         "vocab_size": tokenizer["vocab_size"],
         "eos_token_id": tokenizer["eos_token_id"],
         "seed": config["seed"],
-        "tokenizer": {k: tokenizer[k] for k in ("path", "fingerprint", "eos_token")},
+        # encoder: what wrote the ids (tiktoken or tokenizers: the same ids, proved; see mix.build)
+        "tokenizer": {k: tokenizer[k] for k in ("path", "fingerprint", "eos_token", "encoder")},
         "config": config,
         "sources": [
             source_entry(a, s, v) for a, s, v in zip(allocations, sources, val_sequences, strict=True)

@@ -10,7 +10,8 @@ the corpus, decided while streaming (no first pass to count documents).
 With a token cache (`domainlm.mix.cache`) each input file is tokenized once: a miss tokenizes the
 file and writes its entry while the mix's own files are written; a hit copies the entry's tokens in
 batches and decodes text only for held-out documents. Both feed the same sink in document order,
-so the mix's bytes do not depend on what was cached.
+so the mix's bytes do not depend on what was cached. Each entry records which encoder wrote its ids
+(`SourceTokens.encoders` collects them for the manifest); a hit needs no encoder at all.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from domainlm.mix.cache import (
     reader_format,
 )
 from domainlm.mix.cache_entry import ArrayTokens, CacheEntry, FileTokens
-from domainlm.mix.encode import BatchEncoder
+from domainlm.mix.encode import BatchEncoder, LazyEncoder
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ BATCH_DOCS = 4096
 MAX_PROBLEMS_KEPT = 20  # as CorpusReader keeps: merging files' stats keeps the same first problems
 SKIP_COUNTS = ("malformed_lines", "non_utf8", "empty_files", "empty_documents")
 OnBatch = Callable[[int, int], None]
+AnyEncoder = BatchEncoder | LazyEncoder
 
 
 @dataclass
@@ -71,6 +73,7 @@ class SourceTokens:
     val_text_path: Path | None = None
     read: dict = field(default_factory=dict)
     cached_files: int = 0  # files read from the token cache instead of tokenized
+    encoders: list[str] = field(default_factory=list)  # what wrote each file's ids (files with documents)
 
 
 class HeldOut:
@@ -229,7 +232,7 @@ def _file_reader(reader: CorpusReader, path: Path) -> CorpusReader:
 
 
 def _encode_file(
-    reader: CorpusReader, encoder: BatchEncoder, sink: _SourceSink, writer, on_batch: OnBatch
+    reader: CorpusReader, encoder: AnyEncoder, sink: _SourceSink, writer, on_batch: OnBatch
 ) -> dict:
     """Read and tokenize one file into the sink (and a new cache entry); return its read stats."""
     for batch in prefetched(_batches(iter(reader))):
@@ -261,7 +264,7 @@ def _replay_entry(entry: CacheEntry, file: str, sink: _SourceSink, on_batch: OnB
 def _cached_file(
     cache: TokenCache,
     reader: CorpusReader,
-    encoder: BatchEncoder,
+    encoder: AnyEncoder,
     sink: _SourceSink,
     on_batch: OnBatch,
     digests: dict[Path, str],
@@ -280,6 +283,7 @@ def _cached_file(
         stats = _replay_entry(entry, str(path), sink, on_batch)
         entry.touch(path)
         sink.result.cached_files += 1
+        _note_encoder(sink.result, entry.meta.get("encoder"))
         return stats
     writer = cache.writer(key, inputs, path, encoder.loaded.dtype)
     try:
@@ -287,18 +291,27 @@ def _cached_file(
     except BaseException:
         writer.abort()
         raise
+    _note_encoder(sink.result, encoder.encoder_name)
     if file_stamp(path) == stamp:
-        writer.commit(stats)
+        writer.commit(stats, encoder.encoder_name)
     else:  # edited while we read it: these tokens may not be those of the hashed bytes
         log.warning("%s changed while it was tokenized; not caching it", path)
         writer.abort()
     return stats
 
 
+def _note_encoder(result: SourceTokens, name: str | None) -> None:
+    """None: nothing was encoded (a file without documents), so no encoder wrote anything."""
+    if name is not None:
+        result.encoders.append(name)
+
+
 def entry_inputs(
-    path: Path, text_field: str, encoder: BatchEncoder, digests: dict[Path, str] | None = None
+    path: Path, text_field: str, encoder: AnyEncoder, digests: dict[Path, str] | None = None
 ) -> dict:
-    """What the tokens of `path` depend on (the cache key): its bytes, the tokenizer, the reader."""
+    """What the tokens of `path` depend on (the cache key): its bytes, the tokenizer, the reader.
+    Not the encoder: tiktoken and splitting long documents run only where proved to give the
+    tokenizer's own ids, so the ids are the same whichever ran (and none is built for a hit)."""
     loaded = encoder.loaded
     return {
         "content_sha256": content_sha256(path, digests),
@@ -306,14 +319,13 @@ def entry_inputs(
         "eos_token_id": loaded.eos_token_id,
         "dtype": loaded.dtype.name,
         "reader": {"format": reader_format(path), "text_field": text_field},
-        "encoder": {"split_long": getattr(encoder, "split_long", None)},
     }
 
 
 def tokenize_source(
     name: str,
     reader: CorpusReader,
-    encoder: BatchEncoder,
+    encoder: AnyEncoder,
     val_fraction: float,
     seed: int,
     out_root: Path | None,
@@ -341,6 +353,7 @@ def tokenize_source(
             file_reader = _file_reader(reader, path)
             if cache is None:
                 per_file.append(_encode_file(file_reader, encoder, sink, None, on_batch))
+                _note_encoder(result, encoder.encoder_name)
             else:
                 per_file.append(
                     _cached_file(cache, file_reader, encoder, sink, on_batch, digests, stamps[path])

@@ -12,6 +12,10 @@ Identity, defined once here:
   Paths, file names and timestamps do not count, so a copied tokenizer keeps it; a different
   vocabulary, merge list, normalizer, added token or EOS changes it.
 `check_matches_mix` compares both and the EOS id with what a mix manifest recorded.
+
+Loading is on every mix's path, cached or not (a warm re-mix spends most of its CPU here): the file
+is parsed once (by `tokenizers`; Python parses it again only to word an error) and serialized once
+(the fingerprint and the reports' spec share `serialized`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import codecs
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,9 +65,10 @@ def vocab_size_of(tokenizer: Tokenizer) -> int:
     return max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
 
 
-def fingerprint_of(tokenizer: Tokenizer, eos_token_id: int | None) -> str:
-    """sha256 of the serialized tokenizer (truncation and padding must be off) and the EOS id."""
-    digest = hashlib.sha256(tokenizer.to_str().encode("utf-8"))
+def fingerprint_of(tokenizer: Tokenizer, eos_token_id: int | None, serialized: str | None = None) -> str:
+    """sha256 of the serialized tokenizer (truncation and padding must be off) and the EOS id;
+    `serialized`: `tokenizer.to_str()` when the caller already has it."""
+    digest = hashlib.sha256((serialized or tokenizer.to_str()).encode("utf-8"))
     digest.update(f"\neos={eos_token_id}".encode())
     return digest.hexdigest()
 
@@ -79,6 +84,7 @@ class LoadedTokenizer:
     eos_token_id: int | None
     vocab_size: int  # every id is < vocab_size (see module docstring)
     fingerprint: str  # see module docstring
+    serialized: str = field(default="", repr=False, compare=False)  # tokenizer.to_str(), made once
 
     @property
     def dtype(self) -> np.dtype:
@@ -87,7 +93,7 @@ class LoadedTokenizer:
 
     @cached_property
     def _spec(self) -> dict[str, Any]:
-        return json.loads(self.tokenizer.to_str())
+        return json.loads(self.serialized or self.tokenizer.to_str())
 
     @cached_property
     def model_type(self) -> str:
@@ -178,10 +184,10 @@ def _configured_eos(folder: Path) -> str | None:
 
 
 def _from_json_file(path: Path) -> Tokenizer:
-    _read_json(path)  # a JSON syntax error gets a one-line message naming the file, not a Rust panic
     try:
         return Tokenizer.from_file(str(path))
     except Exception as exc:  # the Rust side raises a bare Exception for what it cannot parse
+        _read_json(path)  # a JSON syntax error gets a one-line message naming the file, not a Rust panic
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise DataError(f"tokenizer {path}: not a tokenizers JSON file ({reason})") from None
 
@@ -238,6 +244,7 @@ def load_tokenizer(
             f"tokenizer {path}: eos_token {eos!r} is not in its vocabulary; set an existing token"
         )
     label = name or (path.parent.name if path.is_file() else path.name)
+    serialized = tokenizer.to_str()
     return LoadedTokenizer(
         tokenizer=tokenizer,
         path=path,
@@ -245,7 +252,8 @@ def load_tokenizer(
         eos_token=eos,
         eos_token_id=eos_id,
         vocab_size=vocab_size_of(tokenizer),
-        fingerprint=fingerprint_of(tokenizer, eos_id),
+        fingerprint=fingerprint_of(tokenizer, eos_id, serialized),
+        serialized=serialized,
     )
 
 
