@@ -43,9 +43,14 @@ def lossy_note(m: dict) -> str:
     """'lossy: decode(encode(text)) changes 100% of documents and 12.7% of characters (11.9% case, ...)'."""
     kinds = ", ".join(f"{v:.1%} {k}" for k, v in m["lost_chars_by_kind"].items() if v >= 0.0005)
     return (
-        f"lossy: decode(encode(text)) changes {m['lossy_doc_share']:.0%} of documents and "
+        f"lossy: decode(encode(text)) changes {_share(m['lossy_doc_share'])} of documents and "
         f"{m['lost_char_share']:.1%} of characters" + (f" ({kinds})" if kinds else "")
     )
+
+
+def _share(value: float) -> str:
+    """50% / 0.4%: a small share never rounds to a misleading 0%."""
+    return f"{value:.0%}" if value >= 0.1 else f"{value:.1%}"
 
 
 def headlines(report: dict) -> list[str]:
