@@ -181,3 +181,33 @@ def test_cli_summary_names_the_base_and_the_token_counts(
     )
     assert line in " ".join(result.output.split())
     assert "▁" not in result.output  # pieces shown as text
+
+
+def test_t5_style_unigram_new_ids_follow_the_sentinels(corpora_dir: Path, tmp_path: Path) -> None:
+    """Metaspace pre-tokenizer, no byte fallback, sentinels added after the model's 800 pieces."""
+    from tokenizers import AddedToken
+
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=800, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
+    )
+    tokenizer.train_from_iterator([*shipped_texts("general", 30), *shipped_texts("legal", 10)], trainer)
+    tokenizer.add_special_tokens([AddedToken(f"<extra_id_{i}>", special=True) for i in range(3)])
+    assert tokenizer.token_to_id("<extra_id_2>") == 802
+    base_dir = tmp_path / "t5"
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    ).save_pretrained(str(base_dir))
+    manifest = extend_tokenizer(base_dir, [("legal", corpora_dir / "legal.jsonl")], 20, tmp_path / "ext")
+    mapping = load_added_tokens_map(tmp_path / "ext" / "added_tokens_map.json")
+    assert mapping.base_vocab_size == 803 and [t.id for t in mapping.tokens] == list(range(803, 823))
+    assert manifest["tokens_after"] < manifest["tokens_before"]
+    new = Tokenizer.from_file(str(tmp_path / "ext" / "tokenizer.json"))
+    assert new.token_to_id("<extra_id_2>") == 802 and new.get_vocab_size() == 823
+    added = [t.token.replace("▁", " ") for t in mapping.tokens]
+    clean = [line for line in other_domain_lines()[:3000] if not any(t in " " + line for t in added)]
+    assert len(clean) >= 100
+    for line in clean + ["<extra_id_1> text"]:
+        assert new.encode(line).ids == tokenizer.encode(line).ids
