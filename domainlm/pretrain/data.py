@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from domainlm.mix.dataset import MixManifest, PackedSequences, RankSlice, train_dataset, val_datasets
+from domainlm.mix.dataset import MixManifest, PackedSequences, RankSlice, val_datasets
 
 
 class TrainBatches:
@@ -46,12 +45,6 @@ class TrainBatches:
         rows = [self.slice[self._taken + i] for i in range(self.micro_batch_size)]
         self._taken += self.micro_batch_size
         return torch.stack(rows)
-
-
-def open_train_batches(
-    mix_dir: Path, rank: int, world_size: int, micro_batch_size: int, consumed_samples: int
-) -> TrainBatches:
-    return TrainBatches(train_dataset(mix_dir), rank, world_size, micro_batch_size, consumed_samples)
 
 
 @dataclass(frozen=True)

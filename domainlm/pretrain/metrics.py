@@ -8,7 +8,7 @@ peak for the training dtype (domainlm.plan.hardware); on an unknown device (or t
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,3 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def throughput_dict(tp: Throughput) -> dict[str, Any]:
-    return asdict(tp)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from domainlm.errors import ConfigError, ResourceError
-from domainlm.outputs import atomic_write_text, check_output_dir, prepare_run_dir, to_json, write_json
+from domainlm.outputs import atomic_write_text, check_output_dir, prepare_run_dir, write_json
 from domainlm.pretrain import checkpoint as ckpt
 from domainlm.pretrain.config import Recipe, find_recipe, global_batch_sequences, load_recipe, max_steps
 from domainlm.pretrain.engine import build_deepspeed_config
@@ -343,7 +343,3 @@ def run_pretraining(
     whose `export/` holds the HF model."""
     prepared = prepare_run(recipe, overrides, out, num_gpus=num_procs, **flags)
     return launch(prepared)
-
-
-def report_json(report: dict[str, Any]) -> str:
-    return to_json(report)

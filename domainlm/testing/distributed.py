@@ -16,13 +16,6 @@ from pathlib import Path
 
 from domainlm.pretrain.run import PreparedRun, launch_together, write_run_files
 
-CPU_RANKS = 2
-
-
-def cpu_flags(num_ranks: int = CPU_RANKS) -> list[str]:
-    """--set overrides that put a recipe on `num_ranks` CPU ranks."""
-    return ["launch.device=cpu", f"launch.num_gpus={num_ranks}"]
-
 
 def train_together(runs: list[PreparedRun]) -> list[Path]:
     """Train `runs` one after another in the same ranks; raises if any rank fails."""
