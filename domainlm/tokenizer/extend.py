@@ -236,8 +236,10 @@ def _learn(
     quiet: bool,
 ) -> list[dict]:
     """BPE: continue the merges on pre-tokenized words; Unigram: merge pairs of the base's segmentation."""
-    if kind == "BPE":
+    if kind == "BPE" and not _bpe_spec(base)["model"].get("byte_fallback"):
         return learn_merges(base, count_domain_words(base, corpora, quiet=quiet), num_tokens, min_frequency)
+    # Unigram, and SentencePiece BPE (Llama-2: byte fallback, often no pre-tokenizer, so a "word" would
+    # be a whole document): merge pairs of the base's segmentation within "▁" words, never bytes.
     ordered = sorted(count_segmented_words(base, corpora, quiet=quiet).items())
     return learn_pairs(
         base, [list(w) for w, _ in ordered], [c for _, c in ordered], num_tokens, min_frequency

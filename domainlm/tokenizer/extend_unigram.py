@@ -53,13 +53,22 @@ def unigram_spec(base: LoadedTokenizer) -> dict:
     return spec
 
 
+def model_pieces(spec: dict) -> dict[int, str]:
+    """id -> piece of the model vocabulary: a [piece, score] list (Unigram) or a piece -> id map (BPE)."""
+    vocab = spec["model"]["vocab"]
+    if isinstance(vocab, dict):
+        return {index: piece for piece, index in vocab.items()}
+    return {index: piece for index, (piece, _) in enumerate(vocab)}
+
+
 def barrier_ids(base: LoadedTokenizer, spec: dict) -> set[int]:
     """Ids never merged: special/added tokens, unk, and the byte-fallback pieces."""
     ids = set(base.tokenizer.get_added_tokens_decoder())
-    if spec["model"].get("unk_id") is not None:
-        ids.add(spec["model"]["unk_id"])
+    unk = spec["model"].get("unk_id", base.tokenizer.token_to_id(spec["model"].get("unk_token") or ""))
+    if unk is not None:
+        ids.add(unk)
     if spec["model"].get("byte_fallback"):
-        ids.update(i for i, (piece, _) in enumerate(spec["model"]["vocab"]) if _BYTE_PIECE.match(piece))
+        ids.update(i for i, piece in model_pieces(spec).items() if _BYTE_PIECE.match(piece))
     return ids
 
 
@@ -81,10 +90,11 @@ def split_words(ids: list[int], starts: set[int], barriers: set[int]) -> list[tu
 def count_segmented_words(
     base: LoadedTokenizer, corpora: list[tuple[str, Path]], quiet: bool = True, batch_docs: int = 256
 ) -> Counter:
-    """The base's segmentation of the domain text as mergeable words (id tuples) with their counts."""
-    spec = unigram_spec(base)
+    """The base's segmentation of the domain text as mergeable words (id tuples) with their counts.
+    Also serves SentencePiece BPE bases (Llama-2: byte fallback, "▁" for spaces, no pre-tokenizer)."""
+    spec = json.loads(base.tokenizer.to_str())
     barriers = barrier_ids(base, spec)
-    starts = {i for i, (piece, _) in enumerate(spec["model"]["vocab"]) if piece.startswith(SPACE)}
+    starts = {i for i, piece in model_pieces(spec).items() if piece.startswith(SPACE)}
     tokenizer = Tokenizer.from_str(base.tokenizer.to_str())
     tokenizer.no_truncation()
     tokenizer.no_padding()

@@ -211,3 +211,58 @@ def test_t5_style_unigram_new_ids_follow_the_sentinels(corpora_dir: Path, tmp_pa
     assert len(clean) >= 100
     for line in clean + ["<extra_id_1> text"]:
         assert new.encode(line).ids == tokenizer.encode(line).ids
+
+
+def write_llama2_style(out: Path, texts: list[str]) -> Path:
+    """SentencePiece BPE as Llama-2's tokenizer.json has it: Metaspace without splitting (the whole
+    text is one BPE word), byte fallback to <0xNN> pieces, no merge across a "▁" word start."""
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=800, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    spec = json.loads(tokenizer.to_str())
+    vocab = spec["model"]["vocab"]
+    for byte in range(256):
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    spec["model"].update(byte_fallback=True, fuse_unk=True)
+    spec["pre_tokenizer"] = {
+        "type": "Metaspace",
+        "replacement": "▁",
+        "prepend_scheme": "first",
+        "split": False,
+    }
+    spec["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"},
+        {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}  # fmt: skip
+    PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    ).save_pretrained(str(out))
+    return out
+
+
+def test_llama2_style_bpe_merges_words_never_bytes(corpora_dir: Path, tmp_path: Path) -> None:
+    base_dir = write_llama2_style(
+        tmp_path / "l2", [*shipped_texts("general", 30), *shipped_texts("legal", 10)]
+    )
+    base = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
+    assert base.encode("日本", add_special_tokens=False).tokens[-1].startswith("<0x")
+    manifest = extend_tokenizer(base_dir, [("legal", corpora_dir / "legal.jsonl")], 30, tmp_path / "ext")
+    assert manifest["base_model"] == "BPE" and manifest["tokens_after"] < manifest["tokens_before"]
+    mapping = load_added_tokens_map(tmp_path / "ext" / "added_tokens_map.json")
+    assert all("<0x" not in t.token and "▁" not in t.token[1:] for t in mapping.tokens)
+    new = Tokenizer.from_file(str(tmp_path / "ext" / "tokenizer.json"))
+    added = [t.token.replace("▁", " ") for t in mapping.tokens]
+    clean = [line for line in other_domain_lines()[:3000] if not any(t in " " + line for t in added)]
+    assert len(clean) >= 100
+    for line in clean:
+        assert (
+            new.encode(line, add_special_tokens=False).ids == base.encode(line, add_special_tokens=False).ids
+        )
+    text = "日本 ✓ " + shipped_texts("legal", 1)[0][:400]
+    ids = new.encode(text, add_special_tokens=False).ids
+    assert any(i >= mapping.base_vocab_size for i in ids) and new.decode(ids) == text
