@@ -15,7 +15,7 @@ from domainlm.tokenizer.extend import extend_tokenizer
 from domainlm.tokenizer.extend_unigram import MERGE_BONUS
 from domainlm.tokenizer.fast_bpe import TokenizersEncoder, build_encoder
 
-from .conftest import shipped_texts
+from .conftest import shipped_texts, write_jsonl
 
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -266,3 +266,42 @@ def test_llama2_style_bpe_merges_words_never_bytes(corpora_dir: Path, tmp_path: 
     text = "日本 ✓ " + shipped_texts("legal", 1)[0][:400]
     ids = new.encode(text, add_special_tokens=False).ids
     assert any(i >= mapping.base_vocab_size for i in ids) and new.decode(ids) == text
+
+
+@pytest.mark.parametrize("extended", BASES, indirect=True)
+def test_a_mix_with_an_extended_tokenizer_holds_its_own_ids(
+    extended: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
+    """`domainlm mix` picks its encoder (tiktoken when proved equal, else tokenizers) for an extended
+    tokenizer too; the held-out ids it writes are the tokenizer's own, new ids included."""
+    import gzip
+
+    import numpy as np
+
+    from domainlm.mix.build import build_mix
+    from domainlm.mix.dataset import open_mix
+    from tests.mix.conftest import small_config
+
+    _, out, extension = extended
+    corpora = tmp_path / "corpora"
+    corpora.mkdir()
+    write_jsonl(corpora / "fin.jsonl", [t[:8000] for t in shipped_texts("legal", 20)])
+    write_jsonl(corpora / "gen.jsonl", [t[:6000] for t in shipped_texts("general", 40)])
+    result = build_mix(small_config(corpora, tmp_path / "mix", tokenizer=str(out)), quiet=True, cache=False)
+    manifest = open_mix(result.out)
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert manifest.vocab_size == tokenizer.get_vocab_size()
+    # Unigram has no tiktoken form; the extended Llama-3 style BPE converts and is proved equal.
+    assert manifest.tokenizer.encoder == (
+        "tokenizers" if extension["base_model"] == "Unigram" else "tiktoken"
+    )
+    source = next(s for s in manifest.sources if s.name == "fin")
+    with gzip.open(result.out / source.val.text_path, "rt", encoding="utf-8") as handle:
+        texts = [json.loads(line)["text"] for line in handle]
+    ids = [
+        i for t in texts for i in [*tokenizer.encode(t, add_special_tokens=False).ids, manifest.eos_token_id]
+    ]
+    packed = np.fromfile(result.out / source.val.path, dtype=manifest.dtype)
+    assert packed.tolist() == ids[: source.val.sequences * manifest.seq_len]
+    base_vocab = json.loads((out / "added_tokens_map.json").read_text())["base_vocab_size"]
+    assert (packed >= base_vocab).any()
