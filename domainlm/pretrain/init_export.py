@@ -44,7 +44,7 @@ def export_init(
     run_dir = Path(run_dir or Path("runs") / recipe.name).resolve()
     wanted = recipe_seq_len(recipe, find_recipe(str(recipe_name)), overrides)
     inputs = resolve_inputs(recipe, wanted, run_dir)
-    read = _read_paths(recipe, inputs)
+    read = inputs.read_paths(recipe)
     out = check_output_dir(out, overwrite=overwrite, inputs=read, flag=FLAG)
     eos_token_id = _eos_token_id(inputs)
     # Building and saving import DeepSpeed, whose logger writes to stdout: keep --json output clean.
@@ -55,12 +55,6 @@ def export_init(
             tokenizer.save_pretrained(tmp)
     log.debug("wrote the initialization of %s (seed %d) to %s", recipe.name, recipe.train.seed, out)
     return out
-
-
-def _read_paths(recipe: Recipe, inputs: RunInputs) -> list[Path]:
-    """What the export reads: --overwrite of the export dir must never delete one of them."""
-    paths = [Path(recipe.data.mix), Path(inputs.tokenizer.path)]
-    return paths + [Path(p) for p in (recipe.model.init_from, recipe.model.added_tokens_map) if p]
 
 
 def _eos_token_id(inputs: RunInputs) -> int:

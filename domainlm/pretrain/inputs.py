@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from domainlm.errors import ConfigError, DataError
-from domainlm.mix.manifest import MixManifest, open_mix
+from domainlm.mix.manifest import MixManifest, is_mix_dir, open_mix
 from domainlm.pretrain.config import Recipe
 
 
@@ -47,6 +47,12 @@ class RunInputs:
     @property
     def needs_build(self) -> bool:
         return self.manifest is None
+
+    def read_paths(self, recipe: Recipe) -> list[Path]:
+        """Every path the run reads from (mix, tokenizer, init_from, added tokens map): an --overwrite
+        of an output dir must never delete one of them."""
+        paths = [Path(recipe.data.mix), Path(self.tokenizer.path)]
+        return paths + [Path(p) for p in (recipe.model.init_from, recipe.model.added_tokens_map) if p]
 
 
 def display(path: str | Path) -> str:
@@ -112,7 +118,7 @@ def _from_mix_yaml(
         )
     where = "data.tokenizer" if recipe.data.tokenizer else "the mix YAML's tokenizer"
     in_run_dir = relpath_inside(mix_dir, run_dir)
-    built = (mix_dir / "manifest.json").is_file() and not (fresh and in_run_dir)
+    built = is_mix_dir(mix_dir) and not (fresh and in_run_dir)
     manifest = None
     if built:  # reused, never silently: it must be what this recipe would build
         manifest = open_mix(mix_dir)

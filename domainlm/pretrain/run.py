@@ -144,8 +144,7 @@ def _run_inputs(recipe: Recipe, inputs: RunInputs, run_dir: Path, overwrite: boo
 
     A mix built from a YAML into the run dir is the run's own output, not an input.
     """
-    paths = [Path(recipe.data.mix), Path(inputs.tokenizer.path)]
-    paths += [Path(p) for p in (recipe.model.init_from, recipe.model.added_tokens_map) if p]
+    paths = inputs.read_paths(recipe)
     if not overwrite:  # nothing is deleted: resuming with inputs kept in the run dir is fine
         paths = [p for p in paths if not relpath_inside(p, run_dir)]
     return paths
