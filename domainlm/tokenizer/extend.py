@@ -8,8 +8,10 @@ the model itself (not matched as an added string), base behaviour on other text 
 the tokens a merge saves on the domain corpus are exactly its pair count at that step.
 (With `ignore_merges`, as Llama-3 sets it, a word spelled exactly as a new token becomes that token
 directly; the count of saved tokens may then differ slightly from the prediction.)
-Unigram bases (SentencePiece: Llama-2/T5 style, `--model unigram`): the same pair merging on the
-base's segmentation, the new pieces entering the Unigram vocabulary with scores; see extend_unigram.py.
+Unigram bases (SentencePiece: T5 style, `--model unigram`): the same pair merging on the base's
+segmentation, the new pieces entering the Unigram vocabulary with scores; see extend_unigram.py.
+SentencePiece BPE bases (Llama-2: byte fallback, no word split) learn their pairs that way too
+(within "▁" words, never byte pieces) and get them as appended merges.
 Both keep the base's ids on any text that contains none of the new tokens' strings.
 """
 
