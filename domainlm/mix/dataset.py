@@ -86,15 +86,20 @@ def _dataset_of(manifest: MixManifest, relative_paths: list[str]) -> PackedSeque
     return PackedSequences(paths, manifest.seq_len, manifest.dtype)
 
 
-def train_dataset(mix_dir: str | Path) -> PackedSequences:
-    """All training sequences of a mix, in the shuffled order the shards hold them."""
-    manifest = open_mix(mix_dir)
+def _opened(mix: str | Path | MixManifest) -> MixManifest:
+    """A manifest the caller already holds (and checked) is used as is, not read again."""
+    return mix if isinstance(mix, MixManifest) else open_mix(mix)
+
+
+def train_dataset(mix: str | Path | MixManifest) -> PackedSequences:
+    """All training sequences of a mix (its dir or opened manifest), in the shuffled order the shards hold them."""
+    manifest = _opened(mix)
     return _dataset_of(manifest, [shard.path for shard in manifest.train.shards])
 
 
-def val_datasets(mix_dir: str | Path) -> dict[str, PackedSequences]:
+def val_datasets(mix: str | Path | MixManifest) -> dict[str, PackedSequences]:
     """Held-out sequences per source name (a source with no held-out sequence maps to an empty dataset)."""
-    manifest = open_mix(mix_dir)
+    manifest = _opened(mix)
     return {source.name: _dataset_of(manifest, [source.val.path]) for source in manifest.sources}
 
 

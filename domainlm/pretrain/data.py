@@ -67,7 +67,7 @@ def open_val_sets(
     passes: under ZeRO-3 each forward is a collective, and a rank with one batch fewer would hang.
     """
     sets = []
-    datasets = val_datasets(manifest.root)
+    datasets = val_datasets(manifest)
     for source in manifest.sources:
         dataset = datasets[source.name]
         total = len(dataset) if max_sequences is None else min(len(dataset), max_sequences)

@@ -21,6 +21,7 @@ import torch
 
 from domainlm.errors import ConfigError, DataError
 from domainlm.losses import summarize_loss
+from domainlm.mix.dataset import train_dataset
 from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.pretrain import checkpoint as ckpt
 from domainlm.pretrain import engine as ds
@@ -182,7 +183,7 @@ def build_context(run_dir: Path) -> Context:
         engine=engine,
         objective=objective,
         batches=TrainBatches(
-            _train_dataset(manifest), rank, world_size, recipe.train.micro_batch_size, consumed
+            train_dataset(manifest), rank, world_size, recipe.train.micro_batch_size, consumed
         ),
         accumulation=spec.accumulation,
         max_steps=spec.max_steps,
@@ -193,12 +194,6 @@ def build_context(run_dir: Path) -> Context:
         tokenizer_dir=spec.tokenizer_dir,
         metrics=metrics,
     )
-
-
-def _train_dataset(manifest: MixManifest) -> Any:
-    from domainlm.mix.dataset import train_dataset
-
-    return train_dataset(manifest.root)
 
 
 def _maybe_resume(
