@@ -96,7 +96,6 @@ def report(
 def expand_corpus(value: str) -> list[tuple[str, Path]]:
     """One --corpus value -> (name, path) pairs: a mix directory is one corpus per source, its held-out
     text, named and read exactly as `eval --data MIX` reads it (domainlm.mix.manifest.held_out_texts)."""
-    from domainlm.errors import ConfigError
     from domainlm.mix.manifest import held_out_texts, is_mix_dir
     from domainlm.naming import split_named
     from domainlm.tokenizer.resolve import resolve_corpus
@@ -104,11 +103,8 @@ def expand_corpus(value: str) -> list[tuple[str, Path]]:
     name, path = resolve_corpus(value)
     if not is_mix_dir(path):
         return [(name, path)]
-    if split_named(value, "--corpus")[0] is not None:
-        raise ConfigError(
-            f"--corpus {value!r}: {path} is a mix directory; pass it without NAME= to get its sources"
-        )
-    return held_out_texts(path)
+    named = split_named(value, "--corpus")[0] is not None
+    return held_out_texts(path, named=f"--corpus {value!r}" if named else None)
 
 
 def _headlines(result: dict) -> list[str]:

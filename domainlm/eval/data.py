@@ -45,11 +45,7 @@ def parse_data_spec(spec: str) -> list[tuple[str, Path]]:
     name, value = split_named(spec, "--data")
     path = Path(value).expanduser()
     if is_mix_dir(path):
-        if name is not None:
-            raise ConfigError(
-                f"--data {spec!r}: {path} is a mix directory; pass it without NAME= to get its sources"
-            )
-        return held_out_texts(path)
+        return held_out_texts(path, named=None if name is None else f"--data {spec!r}")
     if path.exists():
         return [(name or name_from_path(path), path)]
     if value in SAMPLE_DOMAINS:

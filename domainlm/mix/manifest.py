@@ -162,12 +162,15 @@ class MixManifest(_ManifestModel):
         return pairs
 
 
-def held_out_texts(mix_dir: str | Path) -> list[tuple[str, Path]]:
+def held_out_texts(mix_dir: str | Path, *, named: str | None = None) -> list[tuple[str, Path]]:
     """A mix dir -> (source name, its held-out raw text) per source, in manifest order.
 
     The one expansion of a mix into its held-out sets: `eval --data MIX` and `vocab report --corpus MIX`
-    both use it, so both measure the same documents under the same names.
+    both use it, so both measure the same documents under the same names. `named`: the flag value
+    when the user gave NAME=MIX, refused (a mix is several sets, named by its sources).
     """
+    if named is not None:
+        raise ConfigError(f"{named}: {mix_dir} is a mix directory; pass it without NAME= to get its sources")
     return open_mix(mix_dir).val_text_paths()
 
 
