@@ -11,7 +11,7 @@ domainlm's output marker (command `cache`), so pruning deletes inside it through
 `outputs.remove_tree`. Entries are built in a locked temp dir inside the root and renamed into
 place, so two mixes sharing a cache at once are safe: readers see a whole entry or none, and when
 two processes build the same key the second rename fails and that process drops its copy. A used
-entry is first checked against the sizes and sha256s in its meta.json; a mismatch is a one-line
+entry is first checked against the sizes and xxh3-128 checksums in its meta.json; a mismatch is a one-line
 DataError naming the entry and the fix.
 """
 

@@ -238,7 +238,7 @@ def _damage(entry: Path, how: str) -> None:
 @pytest.mark.parametrize(
     ("how", "what"),
     [
-        ("flipped byte", "tokens.bin does not match its sha256 in meta.json"),
+        ("flipped byte", "tokens.bin does not match its checksum in meta.json"),
         ("truncated", r"text.zst has \d+ bytes, meta.json says \d+"),
         ("meta", "meta.json is not valid JSON: Expecting property name enclosed in double quotes at line 1"),
         ("missing", "ends.npy is missing"),

@@ -52,7 +52,7 @@ def test_warm_remix_at_a_new_ratio_builds_no_encoder(corpora, tmp_path, builds):
     assert builds == [1]  # cold: built once, on the first miss, for both sources
     metas = _metas(cache)
     assert [m["encoder"] for m in metas] == ["tiktoken", "tiktoken"]
-    assert all(m["format"] == CACHE_FORMAT == "domainlm.tokens/v3" for m in metas)
+    assert all(m["format"] == CACHE_FORMAT == "domainlm.tokens/v4" for m in metas)
     assert all("encoder" not in m["inputs"] for m in metas)  # the key holds no encoder setting
     warm_config = _at_60_40(config)
     builds.clear()
