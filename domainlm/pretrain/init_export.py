@@ -17,8 +17,8 @@ from typing import Any
 
 from domainlm.errors import ConfigError
 from domainlm.outputs import atomic_output_dir, check_output_dir
-from domainlm.pretrain.config import Recipe, find_recipe, load_recipe
-from domainlm.pretrain.inputs import RunInputs, recipe_seq_len, resolve_inputs
+from domainlm.pretrain.config import Recipe
+from domainlm.pretrain.inputs import RunInputs, load_run
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,7 @@ def export_init(
     building anything; `run_dir` only locates a mix YAML's build dir (default runs/<recipe name>).
     """
     overrides = list(overrides or [])
-    recipe = load_recipe(recipe_name, overrides)
-    run_dir = Path(run_dir or Path("runs") / recipe.name).resolve()
-    wanted = recipe_seq_len(recipe, find_recipe(str(recipe_name)), overrides)
-    inputs = resolve_inputs(recipe, wanted, run_dir)
+    recipe, run_dir, inputs = load_run(recipe_name, overrides, run_dir)
     read = inputs.read_paths(recipe)
     out = check_output_dir(out, overwrite=overwrite, inputs=read, flag=FLAG)
     eos_token_id = _eos_token_id(inputs)

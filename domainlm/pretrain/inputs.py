@@ -18,7 +18,7 @@ from typing import Any
 
 from domainlm.errors import ConfigError, DataError
 from domainlm.mix.manifest import MixManifest, is_mix_dir, open_mix
-from domainlm.pretrain.config import Recipe
+from domainlm.pretrain.config import Recipe, find_recipe, load_recipe
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,17 @@ def recipe_seq_len(recipe: Recipe, recipe_path: Path, overrides: list[str]) -> S
     by_flag = any(o.partition("=")[0].strip() == "data.seq_len" for o in overrides)
     origin = "--set data.seq_len" if by_flag else display(recipe_path)
     return Sourced(recipe.data.seq_len, origin if by_flag else f"data.seq_len in {origin}")
+
+
+def load_run(
+    recipe_name: str | Path, overrides: list[str], run_dir: Path | None, *, fresh: bool = False
+) -> tuple[Recipe, Path, RunInputs]:
+    """The recipe with `overrides`, its run dir (default runs/<recipe name>, absolute) and its resolved
+    inputs: what `domainlm pretrain` and `--export-init` both start from."""
+    recipe = load_recipe(recipe_name, overrides)
+    run_dir = Path(run_dir or Path("runs") / recipe.name).resolve()
+    wanted = recipe_seq_len(recipe, find_recipe(str(recipe_name)), overrides)
+    return recipe, run_dir, resolve_inputs(recipe, wanted, run_dir, fresh=fresh)
 
 
 def resolve_inputs(

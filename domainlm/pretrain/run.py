@@ -19,9 +19,9 @@ from typing import Any
 from domainlm.errors import ConfigError, ResourceError
 from domainlm.outputs import atomic_write_text, check_output_dir, prepare_run_dir, write_json
 from domainlm.pretrain import checkpoint as ckpt
-from domainlm.pretrain.config import Recipe, find_recipe, global_batch_sequences, load_recipe, max_steps
+from domainlm.pretrain.config import Recipe, global_batch_sequences, max_steps
 from domainlm.pretrain.engine import build_deepspeed_config
-from domainlm.pretrain.inputs import RunInputs, Sourced, recipe_seq_len, relpath_inside, resolve_inputs
+from domainlm.pretrain.inputs import RunInputs, Sourced, load_run, relpath_inside
 from domainlm.pretrain.launch import (
     LaunchSpec,
     deepspeed_command,
@@ -98,11 +98,8 @@ def prepare_run(
     """
     overrides = list(overrides or [])
     _check_flags(overwrite, resume, export_only)
-    recipe = load_recipe(recipe_name, overrides)
-    run_dir = Path(out or Path("runs") / recipe.name).resolve()
+    recipe, run_dir, inputs = load_run(recipe_name, overrides, out, fresh=overwrite)
     spec = resolve_launch(recipe.launch, num_gpus, num_nodes, hostfile, launcher)
-    wanted = recipe_seq_len(recipe, find_recipe(str(recipe_name)), overrides)
-    inputs = resolve_inputs(recipe, wanted, run_dir, fresh=overwrite)
     check_output_dir(run_dir, overwrite=True, inputs=_run_inputs(recipe, inputs, run_dir, overwrite))
     seq_len = inputs.seq_len.value
     ds_config = build_deepspeed_config(recipe, seq_len, spec.world_size)  # the batch must divide
