@@ -14,6 +14,7 @@ def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
     from domainlm.plan.flops import flops_per_token, training_seconds
     from domainlm.plan.hardware import get_gpu
     from domainlm.plan.memory import Strategy, estimate_memory
+    from domainlm.plan.planner import DEFAULT_MFU
     from domainlm.plan.shapes import make_shape
 
     recipe, model = prepared.recipe, prepared.recipe.model
@@ -43,7 +44,7 @@ def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
         checkpointing=ds.activation_checkpointing,
         gpu_memory_bytes=gpu.memory_bytes,
     )
-    assumed_mfu = 0.40
+    assumed_mfu = DEFAULT_MFU  # the planner's assumption, so both report the same time
     tokens_per_step = prepared.tokens_per_step.value
     per_token = flops_per_token(shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len)
     step_s = training_seconds(
