@@ -25,6 +25,7 @@ from pydantic import Field
 
 from domainlm.config import StrictModel, read_yaml, validate_config
 from domainlm.errors import ConfigError
+from domainlm.plan.memory import BYTES_PER_PARAM
 
 GIB = 1024**3
 TERA = 1e12
@@ -183,8 +184,8 @@ def load_catalog(path: str | Path | None = None) -> dict[str, GpuSpec]:
 # The largest training clusters built so far hold ~100k-200k GPUs (2024-2025); a model whose
 # training states do not fit in this many of the largest catalogued GPU describes no machine.
 LARGEST_CLUSTER_GPUS = 200_000
-# Adam in mixed precision: bf16 weights + grads, fp32 master weights, momentum and variance.
-TRAINING_BYTES_PER_PARAM = 16
+# Adam in mixed precision: bf16 weights + grads, fp32 master weights, momentum and variance (16).
+TRAINING_BYTES_PER_PARAM = sum(BYTES_PER_PARAM["bf16"])
 
 
 def check_trainable(num_params: float, what: str, catalog: dict[str, GpuSpec] | None = None) -> None:
