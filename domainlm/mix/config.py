@@ -60,13 +60,18 @@ MAX_SOURCES = 256  # source ids are one uint8 per sequence (domainlm.mix.shards)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # used in file names under val/
 
 
-def _count_or_all(value: Any, field: str) -> int | Literal["all"]:
-    if isinstance(value, str) and value.strip().lower() == "all":
-        return "all"
+def _count(value: Any, field: str, also: str = "") -> int:
+    """parse_count inside a validator: a ValueError, so the loader names the file and dotted key."""
     try:
         return parse_count(value, field)
     except DomainLMError as exc:
-        raise ValueError(f"{exc}, or `all`") from None
+        raise ValueError(f"{exc}{also}") from None
+
+
+def _count_or_all(value: Any, field: str) -> int | Literal["all"]:
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return "all"
+    return _count(value, field, ", or `all`")
 
 
 class SourceConfig(StrictModel):
@@ -97,12 +102,7 @@ class PhaseConfig(StrictModel):
     @field_validator("tokens", mode="before")
     @classmethod
     def _parse_tokens(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        try:
-            return parse_count(value, "tokens")
-        except DomainLMError as exc:
-            raise ValueError(str(exc)) from None
+        return None if value is None else _count(value, "tokens")
 
 
 class MixConfig(StrictModel):
@@ -127,10 +127,7 @@ class MixConfig(StrictModel):
     @field_validator("shard_tokens", mode="before")
     @classmethod
     def _parse_shard(cls, value: Any) -> Any:
-        try:
-            return parse_count(value, "shard_tokens")
-        except DomainLMError as exc:
-            raise ValueError(str(exc)) from None
+        return _count(value, "shard_tokens")
 
 
 def _source_problems(name: str, source: SourceConfig) -> list[str]:
