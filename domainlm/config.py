@@ -95,6 +95,15 @@ def parse_count(value: int | float | str, field: str = "value") -> int:
     return int(count)
 
 
+def validated_count(value: Any, field: str, also: str = "") -> int:
+    """parse_count inside a pydantic validator: a ValueError, so the loader's one-line error names the
+    file and the dotted key (`recipe.yaml: train.total_tokens: ...`) rather than the bare field."""
+    try:
+        return parse_count(value, field)
+    except ConfigError as exc:
+        raise ValueError(f"{exc}{also}") from None
+
+
 # ---- paths -------------------------------------------------------------------------------------
 
 

@@ -256,3 +256,18 @@ def test_non_utf8_yaml_is_one_line_naming_the_file(tmp_path):
         load_config(Job, path)
     path.write_bytes("\ufeffdata: {mix: caf\xe9}\n".encode())  # UTF-8 with a byte-order mark is fine
     assert load_config(Job, path).data.mix == os.path.join(tmp_path, "caf\xe9")
+
+
+def test_a_bad_count_names_the_file_and_the_dotted_key(tmp_path):
+    """Counts are parsed inside validators; the error still carries `file: section.key:` (one format)."""
+    from domainlm.pretrain.config import load_recipe
+    from domainlm.tokenizer.config import TrainConfig
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data: {mix: m}\ntrain: {global_batch_sequences: 2, total_tokens: lots}\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml: train\.total_tokens: .*expected a count such as 50M"):
+        load_recipe(recipe)
+    tok = tmp_path / "t.yaml"
+    tok.write_text("corpora: [{name: legal, paths: [legal]}]\nmax_train_bytes: many\n")
+    with pytest.raises(ConfigError, match=r"t\.yaml: max_train_bytes: .*expected a count"):
+        load_config(TrainConfig, tok)

@@ -47,11 +47,11 @@ from domainlm.config import (
     StrictModel,
     TokenizerPath,
     load_config,
-    parse_count,
     resolve_paths,
     validate_config,
+    validated_count,
 )
-from domainlm.errors import ConfigError, DomainLMError
+from domainlm.errors import ConfigError
 from domainlm.mix.allocate import PhaseTarget, exact_ratios
 
 # Ratios may be written with a few decimals (0.333 x 3); they must sum to 1 within this tolerance.
@@ -60,18 +60,10 @@ MAX_SOURCES = 256  # source ids are one uint8 per sequence (domainlm.mix.shards)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # used in file names under val/
 
 
-def _count(value: Any, field: str, also: str = "") -> int:
-    """parse_count inside a validator: a ValueError, so the loader names the file and dotted key."""
-    try:
-        return parse_count(value, field)
-    except DomainLMError as exc:
-        raise ValueError(f"{exc}{also}") from None
-
-
 def _count_or_all(value: Any, field: str) -> int | Literal["all"]:
     if isinstance(value, str) and value.strip().lower() == "all":
         return "all"
-    return _count(value, field, ", or `all`")
+    return validated_count(value, field, ", or `all`")
 
 
 class SourceConfig(StrictModel):
@@ -102,7 +94,7 @@ class PhaseConfig(StrictModel):
     @field_validator("tokens", mode="before")
     @classmethod
     def _parse_tokens(cls, value: Any) -> Any:
-        return None if value is None else _count(value, "tokens")
+        return None if value is None else validated_count(value, "tokens")
 
 
 class MixConfig(StrictModel):
@@ -127,7 +119,7 @@ class MixConfig(StrictModel):
     @field_validator("shard_tokens", mode="before")
     @classmethod
     def _parse_shard(cls, value: Any) -> Any:
-        return _count(value, "shard_tokens")
+        return validated_count(value, "shard_tokens")
 
 
 def _source_problems(name: str, source: SourceConfig) -> list[str]:

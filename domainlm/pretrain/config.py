@@ -23,8 +23,8 @@ from domainlm.config import (
     TokenizerPath,
     dump_yaml,
     load_config,
-    parse_count,
     validate_config,
+    validated_count,
 )
 from domainlm.errors import ConfigError
 
@@ -159,7 +159,7 @@ class TrainConfig(StrictModel):
     @field_validator("global_batch_tokens", "total_tokens")
     @classmethod
     def _count(cls, value: Any, info: Any) -> int | None:
-        return None if value is None else parse_count(value, info.field_name)
+        return None if value is None else validated_count(value, info.field_name)
 
     @field_validator("max_steps")
     @classmethod
@@ -197,7 +197,7 @@ class DeepSpeedConfig(StrictModel):
     @field_validator("reduce_bucket_size", "stage3_prefetch_bucket_size")
     @classmethod
     def _count(cls, value: Any, info: Any) -> int:
-        return parse_count(value, info.field_name)
+        return validated_count(value, info.field_name)
 
     @model_validator(mode="after")
     def _offload_needs_stage(self) -> DeepSpeedConfig:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from domainlm.config import CorpusPathList, StrictModel, parse_count
+from domainlm.config import CorpusPathList, StrictModel, validated_count
 
 # Byte-level models start from all 256 byte symbols, so nothing is ever out of vocabulary.
 BYTE_ALPHABET_SIZE = 256
@@ -128,7 +128,7 @@ class TrainConfig(StrictModel):
     @field_validator("max_train_bytes", mode="before")
     @classmethod
     def _parse_bytes(cls, value: object) -> object:
-        return None if value is None else parse_count(value, "max_train_bytes")
+        return None if value is None else validated_count(value, "max_train_bytes")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
