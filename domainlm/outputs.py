@@ -367,12 +367,16 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, to_json(data))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, digest: Any) -> str:
+    """Feed a file to a hashlib-style `digest` in 1 MiB chunks (memory flat); its hex digest."""
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return file_digest(path, hashlib.sha256())
 
 
 def fingerprint_files(paths: list[Path], digests: Mapping[Path, str] | None = None) -> str:

@@ -15,7 +15,9 @@ from domainlm.outputs import fingerprint_files
 def corpus_fingerprint(files: Iterable[Path], digests: Mapping[Path, str] | None = None) -> str:
     """sha256 over the names and bytes of a corpus's files; a folder (a saved `datasets` dataset)
     counts as every file inside it. `digests`: sha256s already computed (see fingerprint_files)."""
-    flat: list[Path] = []
-    for path in map(Path, files):
-        flat.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
-    return fingerprint_files(flat, digests)
+    return fingerprint_files([p for f in files for p in corpus_files(Path(f))], digests)
+
+
+def corpus_files(path: Path) -> list[Path]:
+    """The files a corpus path stands for: itself, or every file in a (saved `datasets`) folder, sorted."""
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from domainlm.corpus.fingerprint import corpus_files
 from domainlm.corpus.readers import COMPRESSION_SUFFIXES, _kind_of
 from domainlm.errors import ConfigError, DataError
 from domainlm.mix.cache_entry import (
@@ -64,25 +65,21 @@ def reader_format(path: Path) -> str:
     return f"{_kind_of(path)}{compression}"
 
 
-def _flat(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-
-
 def file_digests(files: list[Path]) -> dict[Path, str]:
     """sha256 of every file of a source (a `datasets` folder: each file inside), read once (~0.6 ms/MB):
     they make the cache keys and the source's corpus fingerprint."""
-    return {p: file_sha256(p) for f in files for p in _flat(Path(f))}
+    return {p: file_sha256(p) for f in files for p in corpus_files(Path(f))}
 
 
 def file_stamp(path: Path) -> tuple:
     """(size, mtime) of a file, of every file in a `datasets` folder: to notice an edit during a read."""
-    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in _flat(Path(path)))
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in corpus_files(Path(path)))
 
 
 def content_sha256(path: Path, digests: dict[Path, str] | None = None) -> str:
     """sha256 of a file's bytes; for a `datasets` directory, over its files' names and bytes."""
     if path.is_dir():
-        return fingerprint_files(_flat(path), digests)
+        return fingerprint_files(corpus_files(path), digests)
     return (digests or {}).get(path) or file_sha256(path)
 
 

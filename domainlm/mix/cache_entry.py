@@ -35,21 +35,16 @@ import numpy as np
 import xxhash
 import zstandard
 
-from domainlm.outputs import remove_tree
+from domainlm.outputs import file_digest, remove_tree
 
 # bump when the reader or this layout changes what an entry means (v3: the key no longer holds the
 # encoder's split_long setting, meta.json names the encoder; v4: data files checked by xxh3-128)
 CACHE_FORMAT = "domainlm.tokens/v4"
-_CHUNK_BYTES = 1 << 20
 
 
 def file_checksum(path: Path) -> str:
-    """xxh3-128 of a file's bytes (hex): a corruption check at ~10 GB/s, read in 1 MiB chunks."""
-    digest = xxhash.xxh3_128()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """xxh3-128 of a file's bytes (hex): a corruption check at ~10 GB/s."""
+    return file_digest(path, xxhash.xxh3_128())
 
 
 DATA_FILES = ("tokens.bin", "ends.npy", "bytes.npy", "text.zst", "frames.npy", "ids.zst")
