@@ -11,17 +11,55 @@ Two counts, both in FLOPs (multiply-add = 2):
 N here is the parameters that take part in matmuls: everything except input embedding tables that
 are only looked up (a tied embedding counts once, as the LM head). `shapes.ModelShape.matmul_params`
 gives it for a shape; using the total count instead overstates FLOPs by 6·V·H per token.
+
+Activation recompute makes the hardware do more than the model needs (Chowdhery et al. 2022 call the
+ratio of the two utilizations MFU vs HFU). `hardware_flops_per_token` adds the recomputed work:
+- "full": the whole forward again in backward, 2N + 4·L·H·T more per token (8N + 16·L·H·T in all,
+  Narayanan et al. 2021's 96·B·s·l·h² = 4 passes of 24·B·s·l·h²).
+- "selective" (Korthikanti et al. 2022, "Reducing Activation Recomputation"): only the attention
+  core (QK^T and AV, whose inputs are the large s·s score tensors) again, 4·L·H·T more per token.
+- "none": hardware FLOPs = model FLOPs.
 """
 
 from __future__ import annotations
 
 SECONDS_PER_DAY = 86_400.0
 PFLOPS_DAY = 1e15 * SECONDS_PER_DAY  # one petaFLOP/s sustained for a day = 8.64e19 FLOPs
+RECOMPUTE_MODES: tuple[str, ...] = ("none", "selective", "full")
 
 
 def flops_per_token(num_params: float, num_layers: int, hidden_size: int, seq_len: int) -> float:
     """Training FLOPs per token, 6N + 12·L·H·T (PaLM Appendix B; H = heads x head dim = hidden size)."""
     return 6.0 * num_params + 12.0 * num_layers * hidden_size * seq_len
+
+
+def recompute_flops_per_token(
+    num_params: float, num_layers: int, hidden_size: int, seq_len: int, recompute: str
+) -> float:
+    """FLOPs per token spent recomputing activations in backward (0 without recompute)."""
+    if recompute == "full":  # the forward pass again: a third of 6N + 12·L·H·T
+        return 2.0 * num_params + 4.0 * num_layers * hidden_size * seq_len
+    if recompute == "selective":  # QK^T and AV again: 2·2·T·H per layer
+        return 4.0 * num_layers * hidden_size * seq_len
+    if recompute == "none":
+        return 0.0
+    raise ValueError(f"recompute {recompute!r} is not one of {RECOMPUTE_MODES}")
+
+
+def hardware_flops_per_token(
+    num_params: float, num_layers: int, hidden_size: int, seq_len: int, recompute: str
+) -> float:
+    """Model FLOPs per token plus the recomputed work: the numerator of hardware FLOPs utilization."""
+    model = flops_per_token(num_params, num_layers, hidden_size, seq_len)
+    return model + recompute_flops_per_token(num_params, num_layers, hidden_size, seq_len, recompute)
+
+
+def narayanan_training_seconds(
+    num_tokens: float, num_params: float, num_gpus: int, flops_per_gpu: float
+) -> float:
+    """End-to-end training time ≈ 8·T·P / (n·X) (Narayanan et al. 2021 eq. 4): T tokens, P parameters,
+    n GPUs each sustaining X FLOP/s counted with full activation recompute (hence 8, not 6)."""
+    return 8.0 * num_tokens * num_params / (num_gpus * flops_per_gpu)
 
 
 def approx_training_flops(num_params: float, num_tokens: float) -> float:

@@ -4,13 +4,24 @@ import pytest
 
 from domainlm.errors import ConfigError
 from domainlm.plan.scaling import (
+    APPROACH1,
+    APPROACH1_TABLE,
+    APPROACH2,
+    APPROACH2_TABLE,
     BESIROGLU,
+    FITS,
     HOFFMANN,
+    HOFFMANN_UNROUNDED,
+    KAPLAN,
+    MUENNIGHOFF,
     R_D_STAR,
+    R_N_STAR,
     constrained_loss,
     data_constrained_optimum,
+    data_constrained_validity,
     effective_tokens,
     get_fit,
+    loss_fit,
     params_for_tokens,
     rule_of_thumb,
 )
@@ -66,7 +77,7 @@ def test_effective_tokens_muennighoff():
     u = 100e9
     assert effective_tokens(50e9, u) == 50e9  # less than one epoch: every token is new
     assert effective_tokens(u, u) == u
-    # 4 epochs: R = 3 repeats, D' = U (1 + 15.4 (1 - e^(-3/15.4))) = 3.726 U (93% of 4 U).
+    # 4 epochs: R = 3 repeats, D' = U (1 + R* (1 - e^(-3/R*))) = 3.725 U (93% of 4 U).
     expected = u * (1 + R_D_STAR * (1 - math.exp(-3 / R_D_STAR)))
     assert effective_tokens(4 * u, u) == pytest.approx(expected)
     assert expected / (4 * u) == pytest.approx(0.9315, abs=1e-3)
@@ -110,7 +121,79 @@ def test_scarce_data_favours_more_epochs_over_more_parameters():
 def test_errors_name_the_flag():
     with pytest.raises(ConfigError, match="--flops must be > 0"):
         rule_of_thumb(-1)
-    with pytest.raises(ConfigError, match="--fit 'kaplan'"):
+    with pytest.raises(ConfigError, match="--fit 'kaplan'.*kaplan2020"):
         get_fit("kaplan")
     with pytest.raises(ConfigError, match="unique tokens must be > 0"):
         data_constrained_optimum(1e20, 0, BESIROGLU)
+
+
+def test_unrounded_approach3_gives_the_papers_40b_and_exponent():
+    """Hoffmann et al. 2022 Figure 4: Approach 3 projects 40B parameters at Gopher's 5.76e23 FLOPs, and
+    Table 2 gives a = 0.46. The TeX-source constants (Epoch AI's replication code: log A 6.0073404,
+    log B 6.0179186, log E 0.5267228, alpha 0.33917084, beta 0.2849083) reproduce both; the printed,
+    rounded constants give 32B and a = 0.452."""
+    n, d = HOFFMANN_UNROUNDED.optimum(GOPHER_FLOPS)
+    assert n == pytest.approx(40e9, rel=0.01)  # 40.36B
+    assert round(HOFFMANN_UNROUNDED.exponent, 2) == 0.46
+    assert round(HOFFMANN.exponent, 2) == 0.45
+    assert abs(HOFFMANN_UNROUNDED.E - 1.6934) < 1e-4
+    assert abs(HOFFMANN_UNROUNDED.A - 406.4) < 0.01
+    assert abs(HOFFMANN_UNROUNDED.B - 410.72) < 0.01
+    assert HOFFMANN.optimum(GOPHER_FLOPS)[0] / n == pytest.approx(0.80, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("fit", "table", "tolerance"),
+    [(APPROACH1, APPROACH1_TABLE, 0.025), (APPROACH2, APPROACH2_TABLE, 0.035)],
+)
+def test_power_law_approaches_reproduce_the_papers_tables(fit, table, tolerance):
+    """Hoffmann et al. 2022 Table 3 (Approach 1, a = 0.50: 400M -> 1.92e19 FLOPs ... 10T -> 1.30e28)
+    and Table A3 (Approach 2, a = 0.49: 400M -> 1.84e19 ... 10T -> 1.75e28), each row within 2.5% /
+    3.5% (the tables round to 3 digits and 1.5T / 1.7T tokens)."""
+    for params, flops in table:
+        assert fit.optimum(flops)[0] == pytest.approx(params, rel=tolerance)
+        assert fit.params_for_tokens(fit.tokens_for_params(params)) == pytest.approx(params)
+    # App. D.4: at 1e21 FLOPs Approach 1 picks 2.86B parameters (the model they trained was 2.80B).
+    assert APPROACH1.optimum(1e21)[0] == pytest.approx(2.86e9, rel=0.015)
+
+
+def test_kaplan_allocation_grows_as_c_to_the_073():
+    """Kaplan et al. 2020: N_opt ∝ C^0.73 (Hoffmann et al. Table 2); 4.68B at 1e21 FLOPs (their App. D.4).
+    Ten times the compute buys 10^0.73 = 5.37x the parameters and only 1.86x the tokens."""
+    n, d = KAPLAN.optimum(1e21)
+    assert n == pytest.approx(4.68e9)
+    n10, d10 = KAPLAN.optimum(1e22)
+    assert n10 / n == pytest.approx(10**0.73) and d10 / d == pytest.approx(10**0.27)
+    assert not KAPLAN.parametric and loss_fit(KAPLAN) is BESIROGLU
+
+
+def test_every_fit_is_selectable_and_labelled():
+    """The issue's list: Hoffmann rounded and unrounded, Approaches 1 and 2, Kaplan, Besiroglu, Muennighoff."""
+    assert set(FITS) == {
+        "besiroglu2024", "hoffmann2022", "hoffmann2022-unrounded", "hoffmann2022-approach1",
+        "hoffmann2022-approach2", "kaplan2020", "muennighoff2023",
+    }  # fmt: skip
+    for name, fit in FITS.items():
+        assert get_fit(name) is fit and fit.source
+        n, d = fit.optimum(GOPHER_FLOPS)
+        assert 6 * n * d == pytest.approx(GOPHER_FLOPS)
+
+
+def test_muennighoff_reference_constants_and_loss():
+    """Muennighoff et al. 2023 reference code (huggingface/datablations README, "Parametric Fit"):
+    rd_star = 15.387756, rn_star = 5.309743 (the paper rounds to 15.4 and 5.3, off by > 1e-5), and
+    scaling_law(6.34e9, 242e9, 25e9) = 2.2256440889984477, scaling_law(8.67e9, 178e9, 25e9) =
+    2.2269634075087867 (their Figure 1, right)."""
+    assert abs(R_D_STAR - 15.387756) < 1e-6 and abs(R_D_STAR - 15.4) > 1e-5
+    assert abs(R_N_STAR - 5.309743) < 1e-6 and abs(R_N_STAR - 5.3) > 1e-5
+    assert MUENNIGHOFF.alpha == MUENNIGHOFF.beta == 0.3526596
+    assert constrained_loss(6.34e9, 242e9, 25e9, MUENNIGHOFF) == pytest.approx(2.2256440889984477, abs=1e-9)
+    assert constrained_loss(8.67e9, 178e9, 25e9, MUENNIGHOFF) == pytest.approx(2.2269634075087867, abs=1e-9)
+
+
+def test_data_constrained_validity_box():
+    """Muennighoff et al. 2023 fitted runs of 7M-8.7B parameters, up to 900B tokens, from 100M unique
+    tokens (datablations utils/parametric_fit.ipynb): 70B on 0.6M unique tokens is outside on two counts."""
+    assert data_constrained_validity(6.34e9, 242e9, 25e9) == []
+    problems = data_constrained_validity(70e9, 326e9, 0.6e6)
+    assert len(problems) == 2 and "parameters" in problems[0] and "unique tokens" in problems[1]
