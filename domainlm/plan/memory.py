@@ -1,19 +1,31 @@
-"""Shape + precision + parallel strategy -> GPU memory per rank: weights, grads, optimizer, activations, buffers.
+"""Shape + precision + optimizer + strategy -> GPU memory per rank: weights, grads, optimizer, activations, buffers.
 
-Model states follow the ZeRO paper (Rajbhandari et al. 2019, section 3.1 and figure 1): with Adam
-in mixed precision each parameter costs 2 bytes (16-bit weights) + 2 (16-bit gradients) + K = 12
-(fp32 master weights, momentum, variance) = 16 bytes; in pure fp32 it is 4 + 4 + 8. With Nd
-data-parallel ranks:
-    DDP     (2 + 2 + K)·Ψ                 ZeRO-2 (Pos+g)    2Ψ + (2 + K)·Ψ/Nd
-    ZeRO-1  (Pos)  2Ψ + 2Ψ + K·Ψ/Nd       ZeRO-3 (Pos+g+p)  (2 + 2 + K)·Ψ/Nd
-CPU offload (ZeRO-Offload, Ren et al. 2021; ZeRO-Infinity) moves the optimizer states and the
-gradient partition (and, at stage 3, the parameters) to host memory.
+Two conventions for the model states, both reported:
+- The ZeRO paper (Rajbhandari et al. 2020, section 3.1 and figure 1): with Adam in mixed precision
+  each parameter costs 2 bytes (16-bit weights) + 2 (16-bit gradients) + K = 12 (fp32 master
+  weights, momentum, variance); with Nd data-parallel ranks
+      DDP     (2 + 2 + K)·Ψ                 ZeRO-2 (Pos+g)    2Ψ + (2 + K)·Ψ/Nd
+      ZeRO-1  (Pos)  2Ψ + 2Ψ + K·Ψ/Nd       ZeRO-3 (Pos+g+p)  (2 + 2 + K)·Ψ/Nd
+  (`zero_paper_bytes`; 7.5B params, Nd = 64: 120, 31.4, 16.6, 1.88 GB).
+- What DeepSpeed allocates, which the planner adds up (`model_state_bytes`) and which matches
+  DeepSpeed's own `estimate_zero2/3_model_states_mem_needs` (a test calls them): in mixed precision
+  the gradients are also kept as an fp32 partition of 4 bytes/param/Nd (`single_partition_of_fp32_groups
+  [i].grad` at ZeRO-1/2, the full-size fp32 buffer of `BF16_Optimizer` without ZeRO); at ZeRO-3 the
+  16-bit gradients are reduce-scattered straight into that fp32 partition, so 2 + 4 + 12 = 18 bytes
+  per parameter per Nd, not 16; ZeRO-3 also holds the largest module gathered, 16-bit weights and
+  gradients (4 bytes x its parameters, DeepSpeed's `largest_layer_memory`).
+Offload (ZeRO-Offload, Ren et al. 2021) moves the fp32 gradient partition and the optimizer states
+(4 + 12 = 16 bytes/param/Nd) and at ZeRO-3 the 16-bit weights (2 more) to host memory (host.py).
 
-Activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer
-Models", section 4.1): one GPT layer stores s·b·h·(34 + 5·a·s/h) bytes in 16-bit training (s sequence
-length, b micro-batch, h hidden, a heads), the 5·a·s/h part being the attention scores. FlashAttention
-(PyTorch SDPA) never stores the scores, leaving 34·s·b·h; full activation checkpointing keeps only
-each layer's 2·s·b·h input plus one layer's activations while it is recomputed.
+Optimizers (`OPTIMIZERS`, bytes of state per parameter, the fp32 master copy included in mixed
+precision): AdamW 12 (4 + 8 in fp32); 8-bit AdamW (Dettmers et al. 2022, bitsandbytes: two uint8
+states + one fp32 absmax per 256-element block each) 4 + 2.03; SGD with momentum 4 + 4.
+
+Shard groups (`shard_group_size` G, MiCS / hpZ, FSDP HYBRID_SHARD): the sharded states divide by G,
+not by all GPUs; the num_gpus / G groups are replicas that all-reduce gradients across groups.
+BloombergGPT trained on 512 A100s sharded over 128 (4 replicas).
+
+Activations: activations.py (derived per tensor and per precision).
 """
 
 from __future__ import annotations
@@ -21,13 +33,27 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from domainlm.errors import ConfigError
+from domainlm.plan.activations import activation_bytes, layer_activation_bytes
+from domainlm.plan.host import host_memory
 from domainlm.plan.shapes import ModelShape
+
+__all__ = ["activation_bytes", "layer_activation_bytes"]  # re-exported: their home is activations.py
 
 GIB = 1024**3
 
-# bytes per parameter: (weights, gradients, optimizer states incl. fp32 master copy), Adam.
+# Optimizer state bytes per parameter: (mixed precision, incl. the 4-byte fp32 master; fp32 training).
+OPTIMIZERS: dict[str, tuple[float, float]] = {
+    "adamw": (12.0, 8.0),
+    "adamw-8bit": (4.0 + 2.0 + 8.0 / 256, 2.0 + 8.0 / 256),
+    "sgd": (8.0, 4.0),  # with momentum: one fp32 buffer
+}
+# Weights and gradients per parameter by training precision, and (the ZeRO paper's) Adam K.
 BYTES_PER_PARAM = {"fp32": (4, 4, 8), "bf16": (2, 2, 12), "fp16": (2, 2, 12)}
 PRECISIONS = tuple(BYTES_PER_PARAM)
+# Storage only (holding or serving the weights): bytes per parameter.
+STORAGE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0}
+FP32_GRAD_BYTES = 4  # DeepSpeed's fp32 gradient partition in mixed precision
+GATHERED_BYTES = 4  # ZeRO-3: the largest module's 16-bit weights + gradients while it computes
 
 # Reduce / allgather bucket size (elements), each a communication buffer: domainlm recipes' default
 # (deepspeed.reduce_bucket_size: 50M); DeepSpeed's own default is 500M (1 GB per bucket in bf16).
@@ -53,6 +79,17 @@ class Strategy:
     def offload(self) -> str:
         return "params" if self.offload_params else "optimizer" if self.offload_optimizer else "none"
 
+    def fsdp(self, grouped: bool = False) -> str:
+        """The PyTorch FSDP sharding strategy with the same memory, or why there is none."""
+        if self.offload_optimizer and not self.offload_params:
+            return "none (FSDP's CPUOffload also offloads the parameters)"
+        if self.offload_params:
+            return ("HYBRID_SHARD" if grouped else "FULL_SHARD") + " + CPUOffload(offload_params=True)"
+        names = {0: "NO_SHARD (DDP)", 1: "none (no optimizer-only sharding)"}
+        names[2] = "_HYBRID_SHARD_ZERO2" if grouped else "SHARD_GRAD_OP"
+        names[3] = "HYBRID_SHARD" if grouped else "FULL_SHARD"
+        return names[self.zero_stage]
+
 
 # Ordered from least to most sharding/offload: the recommendation takes the first that fits.
 STRATEGIES: tuple[Strategy, ...] = (
@@ -75,100 +112,84 @@ def allowed_strategies(offload: str) -> tuple[Strategy, ...]:
     return tuple(s for s in STRATEGIES if OFFLOAD_LEVELS.index(s.offload) <= rank)
 
 
+def bytes_per_param(precision: str, optimizer: str = "adamw") -> tuple[float, float, float]:
+    """(weights, gradients, optimizer states incl. the fp32 master copy) per parameter, paper convention."""
+    if precision not in BYTES_PER_PARAM:
+        raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"--optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    w, g, _ = BYTES_PER_PARAM[precision]
+    mixed, fp32 = OPTIMIZERS[optimizer]
+    return w, g, fp32 if precision == "fp32" else mixed
+
+
+def zero_paper_bytes(
+    num_params: float, precision: str, zero_stage: int, nd: int, optimizer: str = "adamw"
+) -> float:
+    """Model states per GPU as the ZeRO paper counts them (module docstring), no offload."""
+    w, g, k = (b * num_params for b in bytes_per_param(precision, optimizer))
+    return (
+        (w / nd if zero_stage >= 3 else w)
+        + (g / nd if zero_stage >= 2 else g)
+        + (k / nd if zero_stage else k)
+    )
+
+
 @dataclass(frozen=True)
 class ModelStates:
-    """Bytes per GPU for weights, gradients and optimizer states, and bytes per GPU kept on the host."""
+    """Bytes per GPU for weights, gradients (16-bit and DeepSpeed's fp32 partition), optimizer states,
+    ZeRO-3's gathered module, and bytes per GPU kept on the host (offload)."""
 
     weights: float
     grads: float
+    grads_fp32: float
     optimizer: float
+    gathered: float
     cpu: float
 
     @property
     def gpu_total(self) -> float:
-        return self.weights + self.grads + self.optimizer
+        return self.weights + self.grads + self.grads_fp32 + self.optimizer + self.gathered
 
 
-def model_state_bytes(num_params: float, precision: str, strategy: Strategy, num_gpus: int) -> ModelStates:
-    """The ZeRO paper's per-stage formula (module docstring), with offload moving terms to the host."""
-    if precision not in BYTES_PER_PARAM:
-        raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    w, g, k = (b * num_params for b in BYTES_PER_PARAM[precision])
+def model_state_bytes(
+    num_params: float,
+    precision: str,
+    strategy: Strategy,
+    num_gpus: int,
+    *,
+    optimizer: str = "adamw",
+    largest_module_params: float = 0.0,
+) -> ModelStates:
+    """What DeepSpeed keeps per GPU (module docstring) with `num_gpus` ranks sharing the shards."""
+    w, g, k = (b * num_params for b in bytes_per_param(precision, optimizer))
     stage, nd = strategy.zero_stage, num_gpus
+    g32 = 0.0 if precision == "fp32" else FP32_GRAD_BYTES * num_params
     weights = w / nd if stage >= 3 else w
-    grads = g / nd if stage >= 2 else g
-    optimizer = k / nd if stage >= 1 else k
+    grads = 0.0 if stage >= 3 and g32 else g / nd if stage >= 2 else g
+    grads_fp32 = g32 / nd if stage >= 1 else g32
+    optim = k / nd if stage >= 1 else k
+    gathered = GATHERED_BYTES * largest_module_params if stage >= 3 else 0.0
     cpu = 0.0
     if strategy.offload_optimizer:
-        cpu += optimizer + grads
-        optimizer = grads = 0.0
+        # The fp32 gradient partition and the optimizer live on the host; 16-bit gradients only
+        # pass through the reduce buckets (in fp32 training the gradient partition moves instead).
+        cpu += optim + (grads_fp32 if g32 else grads)
+        optim = grads_fp32 = 0.0
+        grads = 0.0 if stage >= 2 else grads
     if strategy.offload_params:
         cpu += weights
         weights = 0.0
-    return ModelStates(weights, grads, optimizer, cpu)
+    return ModelStates(weights, grads, grads_fp32, optim, gathered, cpu)
 
 
-def layer_activation_bytes(shape: ModelShape, seq_len: int, micro_batch: int, flash_attention: bool) -> float:
-    """Bytes one transformer layer keeps for backward in 16-bit training (Korthikanti et al. 2022).
-
-    GPT-style (dropout, 4h GeLU MLP): attention 11·sbh + 5·as²b, MLP 19·sbh, two LayerNorms 4·sbh.
-    Llama-style, counted as the Hugging Face implementation saves tensors (a test checks it with
-    saved-tensor hooks): no dropout; each RMSNorm keeps its input upcast to fp32 (4·sbh), the
-    normalized 16-bit tensor for the weight's gradient (2·sbh) and its output, the next matmul's
-    input (2·sbh); attention keeps q, k, v and the output projection's input (8·sbh); the SwiGLU
-    MLP of width f keeps gate, SiLU(gate), up and their product (8·sbf). Eager attention adds the
-    fp32 softmax and its 16-bit copy, 6·as²b. Total 24·sbh + 8·sbf (+ 6·as²b eager).
-    """
-    s, b, h, a = seq_len, micro_batch, shape.hidden_size, shape.num_heads
-    f = shape.ffn_size
-    if shape.arch == "llama":
-        per_token, scores = 24 * h + 8 * f, 6
-    else:
-        per_token, scores = 18 * h + 4 * f, 5  # 11h + (3h + 4f) + 4h = 34h at f = 4h
-    total = s * b * per_token
-    if not flash_attention:
-        total += scores * a * s * s * b
-    return float(total)
-
-
-def activation_bytes(
-    shape: ModelShape,
-    seq_len: int,
-    micro_batch: int,
-    precision: str,
-    checkpointing: bool,
-    flash_attention: bool = True,
-) -> float:
-    """Peak activation bytes for one micro-batch: all layers + embedding output + logits and loss."""
-    layer = layer_activation_bytes(shape, seq_len, micro_batch, flash_attention)
-    scale = 2.0 if precision == "fp32" else 1.0  # the formula counts 16-bit tensors
-    tokens = seq_len * micro_batch
-    if checkpointing:
-        # Each layer's input (2·sbh) is kept; one layer is rebuilt at a time in backward.
-        layers = shape.num_layers * 2 * tokens * shape.hidden_size + layer
-    else:
-        layers = shape.num_layers * layer
-    # The final norm, counted like the layers' norms (8·sbh for HF Llama, 4·sbh for LayerNorm models).
-    embed_and_norm = (8 if shape.arch == "llama" else 4) * tokens * shape.hidden_size
-    # Peak at the loss: the fp32 log-softmax saved for backward (4·sbV), the 16-bit logits the model
-    # returns (2·sbV, held while the output lives), and the fp32 gradient that backward starts with
-    # (4·sbV). At a 131k vocabulary this rivals a whole layer's activations.
-    act = 4 if precision == "fp32" else 2
-    logits = tokens * shape.vocab_size * (act + 8)
-    return scale * (layers + embed_and_norm) + logits
-
-
-def working_bytes(shape: ModelShape, precision: str, strategy: Strategy, bucket_elements: int) -> float:
-    """Communication buckets, stage-3 gathered layers, and the runtime reserve."""
+def working_bytes(num_params: float, precision: str, strategy: Strategy, bucket_elements: int) -> float:
+    """Communication buckets (reduce, and at ZeRO-3 the parameter prefetch) and the runtime reserve."""
     w, g, _ = BYTES_PER_PARAM[precision]
-    num_params = shape.num_params
-    buckets = min(num_params, bucket_elements) * g * (2 if strategy.zero_stage < 3 else 1)
-    gathered = 0.0
-    if strategy.zero_stage >= 3:
-        # The layer being computed and the prefetched next one, or the (largest) embedding matrix.
-        biggest = max(2 * shape.layer_params(), shape.vocab_size * shape.hidden_size)
-        gathered = w * biggest
-    return buckets + gathered + RUNTIME_RESERVE_BYTES
+    bucket = min(num_params, bucket_elements)
+    # ZeRO-0/1/2 double-buffer the gradient reduction; ZeRO-3 reduces one bucket and prefetches one.
+    buffers = bucket * g * 2 if strategy.zero_stage < 3 else bucket * (g + w)
+    return buffers + RUNTIME_RESERVE_BYTES
 
 
 @dataclass(frozen=True)
@@ -178,19 +199,40 @@ class MemoryEstimate:
     strategy: str
     zero_stage: int
     offload: str
+    fsdp: str  # the PyTorch FSDP sharding strategy with the same memory
     micro_batch: int
+    shard_group_size: int  # GPUs the states are sharded over (all GPUs unless --shard-group-size)
     weights: float
-    grads: float
+    grads: float  # 16-bit gradients (fp32 in fp32 training)
+    grads_fp32: float  # DeepSpeed's fp32 gradient partition (mixed precision)
     optimizer: float
+    gathered: float  # ZeRO-3: the largest module gathered (weights + gradients, 16-bit)
     activations: float
     working: float
     total: float
+    model_states_paper: float  # the ZeRO paper's 2 + 2 + K convention, on the GPU, without offload
     cpu_per_gpu: float
     fits: bool | None  # None = no GPU given
     max_micro_batch: int | None  # the largest micro-batch that fits (0 = not even one sequence)
+    host_per_node: float = 0.0  # host RAM per node: loading or offloaded states, x1.5 (host.py)
+    host_load_per_node: float = 0.0  # fp32 model built by every rank of the node (no zero.Init)
+    host_load_sharded_per_node: float = 0.0  # with zero.Init (ZeRO-3): the largest module per rank
+    host_fits: bool | None = None  # against --host-memory (None = not given)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def shard_group(num_gpus: int, shard_group_size: int | None) -> int:
+    """The GPUs states are sharded over: all of them, or a group size that divides them."""
+    if shard_group_size is None:
+        return num_gpus
+    if shard_group_size <= 0 or num_gpus % shard_group_size:
+        raise ConfigError(
+            f"--shard-group-size {shard_group_size} must divide --gpus {num_gpus} (groups of equal size "
+            f"that each hold one replica); e.g. --shard-group-size {num_gpus // max(1, num_gpus // 8) or 1}"
+        )
+    return shard_group_size
 
 
 def estimate_memory(
@@ -205,10 +247,31 @@ def estimate_memory(
     gpu_memory_bytes: float | None,
     flash_attention: bool = True,
     bucket_elements: int = DEFAULT_BUCKET_ELEMENTS,
+    optimizer: str = "adamw",
+    num_params: float | None = None,
+    shard_group_size: int | None = None,
+    gpus_per_node: int | None = None,
+    host_memory_bytes: float | None = None,
+    zero_init: bool = False,
 ) -> MemoryEstimate:
-    """Sum weights + grads + optimizer + activations + working buffers for one GPU."""
-    states = model_state_bytes(shape.num_params, precision, strategy, num_gpus)
-    working = working_bytes(shape, precision, strategy, bucket_elements)
+    """Sum weights + grads + optimizer + activations + working buffers for one GPU.
+
+    `num_params` (default the shape's exact count) sizes the model states: a user's --params N is
+    used exactly, the shape only illustrates it (its activations, its largest module).
+    """
+    n = float(shape.num_params if num_params is None else num_params)
+    group = shard_group(num_gpus, shard_group_size)
+    states = model_state_bytes(
+        n,
+        precision,
+        strategy,
+        group,
+        optimizer=optimizer,
+        largest_module_params=shape.largest_module_params(),
+    )
+    working = working_bytes(n, precision, strategy, bucket_elements)
+    per_node = gpus_per_node or min(num_gpus, 8)
+    host = host_memory(n, shape.largest_module_params(), states.cpu, strategy.zero_stage, per_node, zero_init)
     static = states.gpu_total + working
 
     def act(b: int) -> float:
@@ -228,14 +291,23 @@ def estimate_memory(
         strategy=strategy.name,
         zero_stage=strategy.zero_stage,
         offload=strategy.offload,
+        fsdp=strategy.fsdp(grouped=group < num_gpus),
         micro_batch=micro_batch,
+        shard_group_size=group,
         weights=states.weights,
         grads=states.grads,
+        grads_fp32=states.grads_fp32,
         optimizer=states.optimizer,
+        gathered=states.gathered,
         activations=activations,
         working=working,
         total=total,
+        model_states_paper=zero_paper_bytes(n, precision, strategy.zero_stage, group, optimizer),
         cpu_per_gpu=states.cpu,
         fits=fits,
         max_micro_batch=max_mb,
+        host_per_node=host.total,
+        host_load_per_node=host.load,
+        host_load_sharded_per_node=host.load_sharded,
+        host_fits=None if host_memory_bytes is None else host.total <= host_memory_bytes,
     )

@@ -60,6 +60,14 @@ class ModelShape:
             return h
         return 4 * h if self.arch == "bloom" else 2 * h
 
+    def largest_module_params(self) -> int:
+        """Parameters of the largest single module (DeepSpeed's `largest_layer_params`, what ZeRO-3
+        gathers at once): usually the embedding or LM head (V·H), else the widest matmul."""
+        h, f, v = self.hidden_size, self.ffn_size, self.vocab_size
+        if self.arch == "llama":
+            return max(v * h, h * f, h * h)
+        return max(v * h, 3 * h * h + 3 * h, h * f + f)  # fused qkv, MLP up projection (with biases)
+
     @property
     def num_params(self) -> int:
         """Total distinct parameters, as `model.num_parameters()` counts them (tied weights once)."""
