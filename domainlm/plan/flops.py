@@ -23,6 +23,8 @@ ratio of the two utilizations MFU vs HFU). `hardware_flops_per_token` adds the r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 SECONDS_PER_DAY = 86_400.0
 PFLOPS_DAY = 1e15 * SECONDS_PER_DAY  # one petaFLOP/s sustained for a day = 8.64e19 FLOPs
 RECOMPUTE_MODES: tuple[str, ...] = ("none", "selective", "full")
@@ -92,3 +94,29 @@ def training_seconds(total_flops: float, num_gpus: int, peak_flops: float, utili
 def pflops_days(total_flops: float) -> float:
     """FLOPs in petaFLOP/s-days, the unit of GPT-3's and BloombergGPT's compute tables."""
     return total_flops / PFLOPS_DAY
+
+
+@dataclass(frozen=True)
+class Utilization:
+    """The fraction of peak a run sustains, as the user gave it: MFU counts model FLOPs, HFU counts
+    what the hardware executes (recompute included). kind "assumed" is HFU at the planner's default,
+    so a plan that needs recompute is charged its time."""
+
+    kind: str  # "mfu", "hfu" or "assumed"
+    value: float
+
+    def charged_per_token(self, model_per_token: float, hardware_per_token: float) -> float:
+        """The FLOPs per token that `value` is a fraction of: time = tokens x this / (GPUs x peak x value)."""
+        return model_per_token if self.kind == "mfu" else hardware_per_token
+
+    def seconds(
+        self, tokens: float, model_per_token: float, hardware_per_token: float, num_gpus: int, peak: float
+    ) -> float:
+        per_token = self.charged_per_token(model_per_token, hardware_per_token)
+        return tokens * per_token / (num_gpus * peak * self.value)
+
+    def mfu_hfu(self, model_per_token: float, hardware_per_token: float) -> tuple[float, float]:
+        """(MFU, HFU): the same seconds, counted with the model's and with the hardware's FLOPs."""
+        if self.kind == "mfu":
+            return self.value, self.value * hardware_per_token / model_per_token
+        return self.value * model_per_token / hardware_per_token, self.value

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from domainlm.errors import ConfigError
+from domainlm.plan.flops import RECOMPUTE_MODES
 from domainlm.plan.memory import OFFLOAD_LEVELS, PRECISIONS
 from domainlm.plan.scaling import FITS
 from domainlm.plan.shapes import ARCHES
@@ -45,7 +46,10 @@ class PlanInputs:
     num_gpus: int | None = None
     gpu_type: str | None = None
     hours: float | None = None
-    mfu: float | None = None  # None = 0.4 where a time or budget needs it (reported as assumed)
+    # Utilization: give MFU (model FLOPs / peak) or HFU (hardware FLOPs, recompute included, / peak);
+    # neither = HFU 0.4 assumed, so recompute is charged on top of the model's FLOPs.
+    mfu: float | None = None
+    hfu: float | None = None
     # Model: a size, or an explicit shape; `arch` picks the counting rules.
     params: float | None = None
     shape: ShapeSpec | None = None
@@ -61,6 +65,7 @@ class PlanInputs:
     micro_batch: int | None = None
     global_batch_tokens: int | None = None
     activation_checkpointing: bool | None = None  # None = only if needed to fit
+    recompute: str | None = None  # none, selective, full (= activation_checkpointing); None = as needed
     offload: str = "none"  # most offload the recommendation may use: none, optimizer, params
     flash_attention: bool = True
     price_per_gpu_hour: float | None = None
@@ -85,6 +90,7 @@ def validate_inputs(inputs: PlanInputs) -> PlanInputs:
         ("--gpus", inputs.num_gpus),
         ("--hours", inputs.hours),
         ("--mfu", inputs.mfu),
+        ("--hfu", inputs.hfu),
         ("--params", inputs.params),
         ("--tokens", inputs.tokens),
         ("--vocab", inputs.vocab_size),
@@ -95,8 +101,22 @@ def validate_inputs(inputs: PlanInputs) -> PlanInputs:
     ]:
         _positive(p, flag, value)
     _positive(p, "--price-per-gpu-hour", inputs.price_per_gpu_hour, allow_zero=True)
-    if inputs.mfu is not None and inputs.mfu > 1:
-        p.append(f"--mfu must be a fraction in (0, 1], got {inputs.mfu:g} (write 40% as 0.4)")
+    for flag, value in (("--mfu", inputs.mfu), ("--hfu", inputs.hfu)):
+        if value is not None and value > 1:
+            p.append(f"{flag} must be a fraction in (0, 1], got {value:g} (write 40% as 0.4)")
+    if inputs.mfu is not None and inputs.hfu is not None:
+        p.append(
+            f"--mfu {inputs.mfu:g} and --hfu {inputs.hfu:g}: give one (the other follows from the recompute)"
+        )
+    if inputs.recompute is not None and inputs.recompute not in RECOMPUTE_MODES:
+        p.append(f"--recompute {inputs.recompute!r}: use one of {', '.join(RECOMPUTE_MODES)}")
+    if inputs.recompute is not None and inputs.activation_checkpointing is not None:
+        implied = "full" if inputs.activation_checkpointing else "none"
+        if inputs.recompute != implied:
+            p.append(
+                f"--recompute {inputs.recompute} disagrees with --{'' if inputs.activation_checkpointing else 'no-'}"
+                "activation-checkpointing; give one of them"
+            )
     for source in inputs.sources:
         _positive(p, f"{source.name} tokens", source.available_tokens)
         if source.ratio is not None and not 0 < source.ratio <= 1:
@@ -108,8 +128,10 @@ def validate_inputs(inputs: PlanInputs) -> PlanInputs:
         p.append(f"--gpus {inputs.num_gpus} is not divisible by --nodes {inputs.nodes}")
     if inputs.hours is not None and inputs.num_gpus is None:
         p.append("--hours needs --gpus and --gpu-type (the cluster the hours run on)")
-    if (inputs.hours is not None or inputs.mfu is not None) and inputs.gpu_type is None:
-        p.append("--hours/--mfu need --gpu-type to know the peak FLOP/s")
+    if (
+        inputs.hours is not None or inputs.mfu is not None or inputs.hfu is not None
+    ) and inputs.gpu_type is None:
+        p.append("--hours/--mfu/--hfu need --gpu-type to know the peak FLOP/s")
     if inputs.arch not in ARCHES:
         p.append(f"--arch {inputs.arch!r}: use one of {', '.join(ARCHES)}")
     if inputs.precision not in PRECISIONS:

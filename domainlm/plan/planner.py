@@ -1,25 +1,35 @@
 """`PlanInputs` -> `Plan`: sizing, data, compute and time, shape, memory per GPU, and a recommendation.
 
-Resolution order: a compute budget (--flops, or GPUs x peak x hours x MFU) and/or a model size
+Resolution order: a compute budget (--flops, or GPUs x peak x hours x MFU/HFU) and/or a model size
 (--params or a shape) and/or a token count, each filling in what is missing; inputs that are given
 twice must agree within `AGREE_TOLERANCE`. See `make_plan`.
+
+Budgets are spent with the FLOPs the plan charges: --flops buys tokens at 6N + 12·L·H·T per token
+(attention included, so the plan never overspends it: C = 6ND only sizes N), and --hours buys tokens
+at the FLOPs the utilization counts (model FLOPs with --mfu, hardware FLOPs with recompute with
+--hfu or the assumed HFU).
 """
 
 from __future__ import annotations
+
+import math
 
 from domainlm.errors import ConfigError
 from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.plan import flops as fl
 from domainlm.plan.hardware import GpuSpec, check_trainable, get_gpu, load_catalog
 from domainlm.plan.inputs import DataSource, PlanInputs, validate_inputs
-from domainlm.plan.recommend import recommend
-from domainlm.plan.result import ComputePlan, DataPlan, Plan, Sizing, SourcePlan
+from domainlm.plan.recommend import recommend, resolve_recompute
+from domainlm.plan.result import ComputePlan, DataPlan, FitRow, Plan, Sizing, SourcePlan
 from domainlm.plan.scaling import (
     FITS,
+    Fit,
     ScalingFit,
     constrained_loss,
     data_constrained_optimum,
+    data_constrained_validity,
     effective_tokens,
+    loss_fit,
     params_for_tokens,
     rule_of_thumb,
 )
@@ -27,7 +37,12 @@ from domainlm.plan.shapes import ModelShape, llama_shape_for, make_shape
 from domainlm.units import human_count
 
 AGREE_TOLERANCE = 0.05  # over-determined inputs may differ by this much (rounding in what users type)
-DEFAULT_MFU = 0.4  # typical of well-tuned dense training on A100/H100 (BloombergGPT ~0.33, PaLM 0.46)
+# Hardware FLOPs utilization typical of well-tuned dense training on A100/H100 (PaLM: 46% MFU, 57.8%
+# HFU; BloombergGPT ~0.33); assumed as HFU so that recompute costs time.
+DEFAULT_HFU = 0.4
+DEFAULT_MFU = DEFAULT_HFU  # the name pretrain's --dry-run reads
+GPU_YEARS_ABSURD = 1000.0  # more than this is flagged: beyond all but a few industrial training runs
+HOURS_PER_YEAR = 8766.0
 DEFAULT_SEQ_LEN = 2048
 DEFAULT_VOCAB = 32_000  # Llama's
 MEMORY_GPUS_IF_UNKNOWN = 8  # one node, for the memory table when --gpus is not given
@@ -51,21 +66,34 @@ def _hardware(inputs: PlanInputs) -> tuple[GpuSpec | None, float | None]:
     return gpu, peak
 
 
-def _budget(inputs: PlanInputs, peak: float | None, mfu: float) -> tuple[float | None, float | None]:
-    """(budget FLOPs, of which from hardware) — --flops and --gpus x --hours must agree if both given."""
+def _utilization(inputs: PlanInputs) -> fl.Utilization:
+    if inputs.mfu is not None:
+        return fl.Utilization("mfu", inputs.mfu)
+    if inputs.hfu is not None:
+        return fl.Utilization("hfu", inputs.hfu)
+    return fl.Utilization("assumed", DEFAULT_HFU)
+
+
+def _budget(
+    inputs: PlanInputs, peak: float | None, util: fl.Utilization
+) -> tuple[float | None, float | None]:
+    """(budget FLOPs, of which from hardware) — --flops and --gpus x --hours must agree if both given.
+    The hardware budget counts the FLOPs the utilization counts (model with --mfu, hardware with HFU)."""
     hw = None
     if inputs.hours is not None and peak is not None and inputs.num_gpus:
-        hw = fl.budget_flops(inputs.num_gpus, peak, inputs.hours, mfu)
+        hw = fl.budget_flops(inputs.num_gpus, peak, inputs.hours, util.value)
     if inputs.flops is not None and hw is not None and _differ(inputs.flops, hw):
+        flag = "--mfu" if util.kind == "mfu" else "--hfu"
         raise ConfigError(
             f"--flops {inputs.flops:.3g} disagrees with --gpus {inputs.num_gpus} x --gpu-type "
-            f"{inputs.gpu_type} x --hours {inputs.hours:g} x --mfu {mfu:g} = {hw:.3g} FLOPs; give one of them"
+            f"{inputs.gpu_type} x --hours {inputs.hours:g} x {flag} {util.value:g} = {hw:.3g} FLOPs; give one of them"
         )
     return (inputs.flops if inputs.flops is not None else hw), hw
 
 
-def _target_params(inputs: PlanInputs, budget: float | None, unique: float | None, fit: ScalingFit):
-    """(N target, chosen_by): given, or the fit's optimum (data-constrained if unique data is short)."""
+def _target_params(inputs: PlanInputs, budget: float | None, unique: float | None, fit: Fit):
+    """(N target, chosen_by): given, or the fit's optimum (data-constrained if unique data is short and
+    the data-constrained fit holds there; outside its validity the unconstrained optimum, said so)."""
     if inputs.params is not None:
         return inputs.params, "--params"
     if budget is not None and inputs.tokens is not None:
@@ -73,7 +101,10 @@ def _target_params(inputs: PlanInputs, budget: float | None, unique: float | Non
     if budget is not None:
         n_opt, d_opt = fit.optimum(budget)
         if unique is not None and d_opt > unique:
-            return data_constrained_optimum(budget, unique, fit)[0], f"{fit.name} fit, data-constrained"
+            n_dc, d_dc = data_constrained_optimum(budget, unique, loss_fit(fit))
+            if not data_constrained_validity(n_dc, d_dc, unique):
+                return n_dc, f"{loss_fit(fit).name} fit, data-constrained"
+            return n_opt, f"{fit.name} fit optimum (the data-constrained fit does not hold here)"
         return n_opt, f"{fit.name} fit optimum"
     if inputs.tokens is not None:
         return params_for_tokens(inputs.tokens, fit), f"{fit.name} fit: compute-optimal for --tokens"
@@ -106,40 +137,64 @@ def _build_shape(inputs: PlanInputs, target: float | None, vocab: int, seq_len: 
     return llama_shape_for(target, vocab)
 
 
-def _fill_hours(
-    inputs: PlanInputs, shape: ModelShape, hw_flops: float, vocab: int, seq_len: int
+def _model_per_token(shape: ModelShape, seq_len: int) -> float:
+    return fl.flops_per_token(shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len)
+
+
+def _charged_per_token(inputs: PlanInputs, shape: ModelShape, seq_len: int, util: fl.Utilization) -> float:
+    """The FLOPs per token a GPU-hour is spent on: model FLOPs with --mfu, hardware FLOPs (with the
+    recompute the user fixed; none when left to the planner) otherwise."""
+    args = (shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len)
+    mode = resolve_recompute(inputs) or "none"
+    return util.charged_per_token(fl.flops_per_token(*args), fl.hardware_flops_per_token(*args, mode))
+
+
+def _fill_budget(
+    inputs: PlanInputs, shape: ModelShape, budget: float, vocab: int, seq_len: int, per_token
 ) -> ModelShape:
-    """Resize so --tokens at the exact per-token FLOPs (attention included) fill the hours; 6ND alone
-    would overshoot them by the attention share (12·L·H·T / 6N, large at long sequences)."""
-    target = float(shape.num_params)
-    for _ in range(8):  # per-token FLOPs grow ~linearly in N, so a few rescalings converge
-        per_token = fl.flops_per_token(shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len)
-        ratio = hw_flops / (inputs.tokens * per_token)
-        if abs(ratio - 1.0) < 0.01:
+    """Resize so --tokens at the exact per-token FLOPs `per_token(shape)` (attention, and recompute
+    where charged) spend 98-100% of `budget`; 6ND alone would overshoot by the attention share."""
+    target, under = float(shape.num_params), []
+    for _ in range(12):  # per-token FLOPs grow ~linearly in N, so a few rescalings converge
+        ratio = budget / (inputs.tokens * per_token(shape))
+        if ratio >= 1.0:
+            under.append((ratio, shape))
+        if 0.98 <= ratio <= 1.0 or (ratio >= 1.0 and ratio <= 1.02):
             break
-        target *= ratio
+        target *= ratio if ratio > 1.0 else 0.995 * ratio  # land under the budget, not on it
         shape = _build_shape(inputs, target, vocab, seq_len)
-    return shape
+    # shapes come in steps of a few %: the largest one whose tokens fit the budget
+    return min(under, key=lambda rs: rs[0])[1] if under else shape
 
 
-def _tokens(inputs: PlanInputs, shape: ModelShape, per_token: float, budget, hw_flops, fit) -> float:
-    """Given, or what fills the hours (exact FLOPs), or C / 6N, or the fit's optimum for N."""
+def _tokens(
+    inputs: PlanInputs, shape: ModelShape, per_token: float, charged: float, budget, hw_flops, fit
+) -> float:
+    """Given, or what fills the hours (charged FLOPs), or what --flops buys at the exact per-token
+    FLOPs (attention included: never more than the budget), or the fit's optimum for N."""
     n = shape.num_params
     if inputs.tokens is not None:
-        if hw_flops is not None and inputs.tokens * per_token > hw_flops * (1 + AGREE_TOLERANCE):
-            need = inputs.tokens * per_token / hw_flops * inputs.hours
+        if hw_flops is not None and inputs.tokens * charged > hw_flops * (1 + AGREE_TOLERANCE):
+            need = inputs.tokens * charged / hw_flops * inputs.hours
             raise ConfigError(
                 f"--tokens {inputs.tokens:.3g} on this model needs {need:,.0f} hours, more than --hours "
                 f"{inputs.hours:g}; lower --tokens/--params or raise --hours/--gpus"
             )
-        claimed = inputs.params if inputs.params is not None else n  # the user's number, if typed
-        if inputs.flops is not None and _differ(6 * claimed * inputs.tokens, inputs.flops):
+        # the user's number, if typed (a size the planner derived from the budget is not a claim)
+        claimed = inputs.params if inputs.params is not None else (n if inputs.shape else None)
+        if inputs.flops is not None and claimed and _differ(6 * claimed * inputs.tokens, inputs.flops):
             _contradiction(inputs, claimed)
+        if inputs.flops is not None and inputs.tokens * per_token > inputs.flops:
+            raise ConfigError(
+                f"--tokens {inputs.tokens:.4g} at {per_token:.4g} FLOPs/token (6N + 12·L·H·T, attention "
+                f"included) needs {inputs.tokens * per_token:.4g} FLOPs, over --flops {inputs.flops:.4g}; "
+                f"--tokens {inputs.flops / per_token:.4g} spends the budget exactly, or raise --flops"
+            )
         return inputs.tokens
     if hw_flops is not None and inputs.flops is None:
-        return hw_flops / per_token
+        return hw_flops / charged
     if budget is not None:
-        return budget / (6.0 * n)
+        return budget / per_token
     return fit.tokens_for_params(n)
 
 
@@ -156,7 +211,9 @@ def _contradiction(inputs: PlanInputs, n: float) -> None:
     )
 
 
-def _data_plan(sources: tuple[DataSource, ...], tokens: float, flops: float, fit: ScalingFit) -> DataPlan:
+def _data_plan(
+    sources: tuple[DataSource, ...], tokens: float, flops: float, fit: Fit, num_params: float
+) -> DataPlan:
     unique = sum(s.available_tokens for s in sources)
     plans = []
     for s in sources:
@@ -164,7 +221,11 @@ def _data_plan(sources: tuple[DataSource, ...], tokens: float, flops: float, fit
         need = ratio * tokens
         eff = effective_tokens(need, s.available_tokens)
         plans.append(SourcePlan(s.name, s.available_tokens, ratio, need, need / s.available_tokens, eff))
-    best_n, best_d = data_constrained_optimum(flops, unique, fit)
+    best_n, best_d = data_constrained_optimum(flops, unique, loss_fit(fit))
+    # The pick and the plan itself must lie where Muennighoff et al. fitted the law, or there is no pick.
+    outside = data_constrained_validity(best_n, best_d, unique)
+    outside += [p for p in data_constrained_validity(num_params, tokens, unique) if p not in outside]
+    needed = fit.tokens_for_params(num_params)
     return DataPlan(
         unique_tokens=unique,
         tokens=tokens,
@@ -172,10 +233,13 @@ def _data_plan(sources: tuple[DataSource, ...], tokens: float, flops: float, fit
         effective_tokens=sum(p.effective_tokens for p in plans),
         short_of_rule=unique < rule_of_thumb(flops)[1],
         short_of_fit=unique < fit.optimum(flops)[1],
-        best_params=best_n,
-        best_tokens=best_d,
-        best_epochs=best_d / unique,
+        best_params=None if outside else best_n,
+        best_tokens=None if outside else best_d,
+        best_epochs=None if outside else best_d / unique,
         one_epoch_params=flops / (6.0 * unique),
+        outside_fit=outside,
+        tokens_needed=needed,
+        unique_tokens_needed=needed / EPOCHS_GOOD,
         sources=plans,
     )
 
@@ -211,8 +275,8 @@ def make_plan(inputs: PlanInputs) -> Plan:
     vocab = agree_with_mix("--vocab", inputs.vocab_size, "vocab_size", mix) or DEFAULT_VOCAB
     fit = FITS[inputs.fit]
     gpu, peak = _hardware(inputs)
-    mfu = inputs.mfu if inputs.mfu is not None else DEFAULT_MFU
-    budget, hw_flops = _budget(inputs, peak, mfu)
+    util = _utilization(inputs)
+    budget, hw_flops = _budget(inputs, peak, util)
     unique = sum(s.available_tokens for s in sources) if sources else None
 
     target, chosen_by = (None, "shape flags") if inputs.shape else _target_params(inputs, budget, unique, fit)
@@ -224,23 +288,36 @@ def make_plan(inputs: PlanInputs) -> Plan:
     shape = _build_shape(inputs, target, vocab, seq_len)
     if target is None:
         check_trainable(shape.num_params, "--layers/--hidden/--heads", catalog)
-    if chosen_by == "budget / --tokens" and hw_flops is not None and inputs.flops is None:
-        shape = _fill_hours(inputs, shape, hw_flops, vocab, seq_len)
+    if chosen_by == "budget / --tokens" and inputs.flops is not None:
+        shape = _fill_budget(
+            inputs, shape, inputs.flops, vocab, seq_len, lambda s: _model_per_token(s, seq_len)
+        )
+    elif chosen_by == "budget / --tokens" and hw_flops is not None:
+        charge = lambda s: _charged_per_token(inputs, s, seq_len, util)  # noqa: E731
+        shape = _fill_budget(inputs, shape, hw_flops, vocab, seq_len, charge)
     n = shape.num_params
-    per_token = fl.flops_per_token(shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len)
-    tokens = _tokens(inputs, shape, per_token, budget, hw_flops, fit)
-    flops = budget if budget is not None else fl.approx_training_flops(n, tokens)
+    per_token = _model_per_token(shape, seq_len)
+    charged = _charged_per_token(inputs, shape, seq_len, util)
+    tokens = _tokens(inputs, shape, per_token, charged, budget, hw_flops, fit)
+    flops = tokens * per_token  # what the plan spends, attention included: <= --flops
+    sizing_flops = budget if budget is not None else fl.approx_training_flops(n, tokens)
 
-    data = _data_plan(sources, tokens, flops, fit) if sources else None
-    sizing = _sizing(flops, chosen_by, target or n, n, tokens, fit, unique)
-    compute = _compute(inputs, gpu, peak, mfu, shape, tokens, per_token, seq_len)
-    notes = _notes(inputs, data, compute, sizing)
+    data = _data_plan(sources, tokens, sizing_flops, fit, n) if sources else None
+    sizing = _sizing(sizing_flops, flops, budget, chosen_by, target or n, n, tokens, fit, unique, vocab)
     num_gpus = inputs.num_gpus or MEMORY_GPUS_IF_UNKNOWN
+    rec, table, no_fit = recommend(inputs, shape, seq_len, tokens, num_gpus, gpu, peak, util, per_token)
+    mode = rec.recompute if rec is not None else (resolve_recompute(inputs) or "none")
+    compute = _compute(inputs, gpu, peak, util, shape, tokens, per_token, seq_len, mode)
+    notes = _notes(inputs, data, compute, sizing, vocab)
     if inputs.num_gpus is None:
         notes.append(f"memory per GPU assumes {MEMORY_GPUS_IF_UNKNOWN} GPUs (one node); pass --gpus")
-    rec, table = recommend(inputs, shape, seq_len, tokens, num_gpus, gpu, peak, mfu, per_token)
     if rec is not None:
         notes.extend(rec.notes)
+    if inputs.hours is not None and compute.days is not None and compute.days * 24 > inputs.hours * 1.01:
+        notes.append(
+            f"with {mode} recompute the training takes {compute.days * 24:,.0f} hours, beyond --hours "
+            f"{inputs.hours:g}: the budget was sized without recompute; fix --recompute to size with it"
+        )
     return Plan(
         sizing=sizing,
         data=data,
@@ -253,46 +330,69 @@ def make_plan(inputs: PlanInputs) -> Plan:
         gpu_memory_bytes=gpu.memory_bytes if gpu else None,
         teaching=_teaching(n),
         notes=notes,
+        no_fit=no_fit,
+        flags=_flags(compute),
     )
 
 
-def _sizing(flops, chosen_by, target, n, tokens, fit: ScalingFit, unique) -> Sizing:
-    rule_n, rule_d = rule_of_thumb(flops)
-    fit_n, fit_d = fit.optimum(flops)
-    other = next(f for f in FITS.values() if f.name != fit.name)
-    other_n, other_d = other.optimum(flops)
-    loss = constrained_loss(n, tokens, unique, fit) if unique else fit.loss(n, tokens)
+def predicted_loss(n: float, tokens: float, unique: float | None, fit: ScalingFit) -> float:
+    """Nats/token the fit predicts (data-constrained when the unique data is known)."""
+    return constrained_loss(n, tokens, unique, fit) if unique else fit.loss(n, tokens)
+
+
+def _sizing(c6nd, flops, budget, chosen_by, target, n, tokens, fit: Fit, unique, vocab: int) -> Sizing:
+    """Optima at the plan's compute (`c6nd`, the 6ND unit the fits use); `flops` is what is spent."""
+    rule_n, rule_d = rule_of_thumb(c6nd)
+    fit_n, fit_d = fit.optimum(c6nd)
+    rows = [FitRow(f.name, f.source, *f.optimum(c6nd), used=f is fit) for f in FITS.values()]
+    lfit = loss_fit(fit)
+    loss = predicted_loss(n, tokens, unique, lfit)
     return Sizing(
-        flops=flops, chosen_by=chosen_by, target_params=target, params=n, tokens=tokens,
-        tokens_per_param=tokens / n, rule_params=rule_n, rule_tokens=rule_d, fit=fit.name,
-        fit_source=fit.source, fit_params=fit_n, fit_tokens=fit_d, other_fit=other.name,
-        other_fit_params=other_n, other_fit_tokens=other_d, predicted_loss=loss,
+        flops=flops, budget_flops=budget, chosen_by=chosen_by, target_params=target, params=n,
+        tokens=tokens, tokens_per_param=tokens / n, rule_params=rule_n, rule_tokens=rule_d,
+        fit=fit.name, fit_source=fit.source, fit_params=fit_n, fit_tokens=fit_d, fits=rows,
+        loss_fit=lfit.name, predicted_loss=loss if loss <= math.log(vocab) else None,
     )  # fmt: skip
 
 
 def _compute(
-    inputs: PlanInputs, gpu, peak, mfu, shape: ModelShape, tokens, per_token, seq_len
+    inputs: PlanInputs, gpu, peak, util: fl.Utilization, shape: ModelShape, tokens, per_token, seq_len, mode
 ) -> ComputePlan:
+    """FLOPs (model and hardware), utilizations and time, with the recompute the plan uses."""
     total = tokens * per_token
-    gpu_hours = total / (peak * mfu) / 3600.0 if peak else None
+    hardware = fl.hardware_flops_per_token(
+        shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len, mode
+    )
+    gpu_hours = util.seconds(tokens, per_token, hardware, 1, peak) / 3600.0 if peak else None
     days = gpu_hours / inputs.num_gpus / 24.0 if gpu_hours and inputs.num_gpus else None
     cost = gpu_hours * inputs.price_per_gpu_hour if gpu_hours and inputs.price_per_gpu_hour else None
+    mfu, hfu = util.mfu_hfu(per_token, hardware)
+    flops_6nd = fl.approx_training_flops(shape.num_params, tokens)
     return ComputePlan(
-        flops_6nd=fl.approx_training_flops(shape.num_params, tokens),
-        flops_per_token=per_token,
-        flops=total,
-        attention_share=12.0 * shape.num_layers * shape.hidden_size * seq_len / per_token,
-        pflops_days=fl.pflops_days(total),
-        gpu_type=gpu.name if gpu else None,
-        num_gpus=inputs.num_gpus,
-        peak_flops=peak,
-        mfu=mfu,
-        mfu_assumed=inputs.mfu is None,
-        gpu_hours=gpu_hours,
-        days=days,
-        budget_hours=inputs.hours,
-        cost=cost,
-    )
+        flops_6nd=flops_6nd, pflops_days_6nd=fl.pflops_days(flops_6nd), flops_per_token=per_token,
+        flops=total, attention_share=12.0 * shape.num_layers * shape.hidden_size * seq_len / per_token,
+        pflops_days=fl.pflops_days(total), recompute=mode, hardware_flops_per_token=hardware,
+        hardware_flops=tokens * hardware, gpu_type=gpu.name if gpu else None, num_gpus=inputs.num_gpus,
+        peak_flops=peak, mfu=mfu, hfu=hfu, utilization_given=util.kind, mfu_assumed=util.kind == "assumed",
+        gpu_hours=gpu_hours, gpu_years=gpu_hours / HOURS_PER_YEAR if gpu_hours else None, days=days,
+        budget_hours=inputs.hours, cost=cost,
+    )  # fmt: skip
+
+
+def _flags(compute: ComputePlan) -> list[str]:
+    """Resources beyond reason, said before anything else is read."""
+    flags = []
+    if compute.gpu_years is not None and compute.gpu_years > GPU_YEARS_ABSURD:
+        flags.append(
+            f"this plan needs {compute.gpu_years:,.0f} GPU-years of {compute.gpu_type} "
+            f"(> {GPU_YEARS_ABSURD:,.0f}): check the budget, size and tokens before anything else"
+        )
+    if compute.hfu > 1:
+        flags.append(
+            f"MFU {compute.mfu:.0%} with {compute.recompute} recompute means HFU {compute.hfu:.0%} > 100%: "
+            "impossible; lower --mfu"
+        )
+    return flags
 
 
 # Muennighoff et al. 2023: up to ~4 epochs, repeated tokens are worth almost as much as new ones;
@@ -306,10 +406,21 @@ FIT_PARAMS_RANGE = (7e7, 1.6e10)
 FIT_TOKENS_RANGE = (5e9, 5e11)
 
 
-def _notes(inputs: PlanInputs, data: DataPlan | None, compute: ComputePlan, sizing: Sizing) -> list[str]:
+def _notes(
+    inputs: PlanInputs, data: DataPlan | None, compute: ComputePlan, sizing: Sizing, vocab: int
+) -> list[str]:
     notes = []
     if compute.mfu_assumed and compute.peak_flops:
-        notes.append(f"MFU {DEFAULT_MFU:g} assumed (typical of tuned dense training); set --mfu")
+        notes.append(f"HFU {DEFAULT_HFU:g} assumed (typical of tuned dense training); set --hfu or --mfu")
+    if sizing.predicted_loss is None:
+        notes.append(
+            f"the {sizing.loss_fit} fit predicts more than ln({vocab:,}) = {math.log(vocab):.2f} nats/token, "
+            "worse than a uniform guess over the vocabulary: no loss is reported (outside the fit)"
+        )
+    if sizing.budget_flops is not None and sizing.flops < sizing.budget_flops * 0.999:
+        notes.append(
+            f"spends {sizing.flops:.4g} of the {sizing.budget_flops:.4g} FLOPs budget (6N + 12·L·H·T per token)"
+        )
     (n_lo, n_hi), (d_lo, d_hi) = FIT_PARAMS_RANGE, FIT_TOKENS_RANGE
     if not (n_lo <= sizing.params <= n_hi and d_lo <= sizing.tokens <= d_hi):
         notes.append(
@@ -318,7 +429,14 @@ def _notes(inputs: PlanInputs, data: DataPlan | None, compute: ComputePlan, sizi
         )
     if data is None:
         return notes
-    if data.short_of_rule or data.short_of_fit:
+    if data.outside_fit and (data.short_of_rule or data.short_of_fit or data.epochs > 1):
+        notes.append(
+            "outside the data-constrained fit (Muennighoff et al. 2023 fitted 7M-9B params, <= 900B tokens, "
+            f">= 100M unique tokens): {'; '.join(data.outside_fit)}; no size is recommended for this data. "
+            f"A {human_count(sizing.params)}-param model wants {human_count(data.tokens_needed)} tokens "
+            f"({human_count(data.unique_tokens_needed)} unique at 4 epochs); you have {human_count(data.unique_tokens)}"
+        )
+    elif data.short_of_rule or data.short_of_fit:
         notes.append(
             f"data-constrained: {human_count(data.unique_tokens)} unique tokens < the compute-optimal "
             f"{human_count(sizing.rule_tokens)} (20 tokens/param) / {human_count(sizing.fit_tokens)} ({sizing.fit}) at "

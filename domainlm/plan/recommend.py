@@ -4,7 +4,10 @@
 with parameter offload (memory.STRATEGIES order, capped by --offload); the first whose memory leaves
 room for a useful micro-batch wins. Less sharding means less communication: ZeRO-3 all-gathers
 every parameter twice per step (1.5x DDP's traffic), offload moves the optimizer step to the CPU.
-Activation checkpointing (30-40% more compute) is turned on only when nothing fits without it.
+Activation checkpointing (full recompute: the forward again, 2N + 4·L·H·T FLOPs per token, a third
+more) is turned on only when nothing fits without it; --recompute selective recomputes only the
+attention core (Korthikanti et al. 2022), which stores no s x s scores, like flash attention.
+When nothing fits, `NoFit` says which constraint failed: the user's micro-batch, or GPU memory.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from domainlm.plan import flops as fl
 from domainlm.plan.hardware import GpuSpec
 from domainlm.plan.inputs import PlanInputs
 from domainlm.plan.memory import STRATEGIES, MemoryEstimate, Strategy, allowed_strategies, estimate_memory
@@ -33,6 +37,7 @@ class Recommendation:
     zero_stage: int
     offload: str
     activation_checkpointing: bool
+    recompute: str  # none, selective, full (= activation_checkpointing)
     num_gpus: int
     micro_batch: int
     max_micro_batch: int
@@ -49,6 +54,24 @@ class Recommendation:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class NoFit:
+    """Why no strategy was recommended: `constraint` is "micro-batch" (the user's fits nowhere, a smaller
+    one would) or "memory" (not even one sequence fits any allowed strategy)."""
+
+    constraint: str
+    message: str
+
+
+def resolve_recompute(inputs: PlanInputs) -> str | None:
+    """The recompute mode the user fixed (--recompute or --[no-]activation-checkpointing); None = as needed."""
+    if inputs.recompute is not None:
+        return inputs.recompute
+    if inputs.activation_checkpointing is not None:
+        return "full" if inputs.activation_checkpointing else "none"
+    return None
+
+
 def useful_micro_batch(inputs: PlanInputs, seq_len: int) -> int:
     return inputs.micro_batch or max(1, math.ceil(USEFUL_MICRO_BATCH_TOKENS / seq_len))
 
@@ -63,16 +86,16 @@ def _estimate(inputs, shape, seq_len, num_gpus, memory, strategy: Strategy, mb: 
         strategy=strategy,
         checkpointing=ckpt,
         gpu_memory_bytes=memory,
-        flash_attention=inputs.flash_attention,
+        # selective recompute keeps no attention scores, as flash attention does not
+        flash_attention=inputs.flash_attention or inputs.recompute == "selective",
     )
 
 
 def _choose(inputs, shape, seq_len, num_gpus, memory) -> tuple[Strategy, bool, bool] | None:
     """(strategy, checkpointing, fits_useful) — the first that fits a useful micro-batch, else the roomiest."""
     useful = useful_micro_batch(inputs, seq_len)
-    ckpts = (
-        [inputs.activation_checkpointing] if inputs.activation_checkpointing is not None else [False, True]
-    )
+    fixed = resolve_recompute(inputs)
+    ckpts = [False, True] if fixed is None else [fixed == "full"]
     allowed = allowed_strategies(inputs.offload)
     for ckpt in ckpts:
         for strategy in allowed:
@@ -110,6 +133,27 @@ def _global_batch_target(inputs: PlanInputs, tokens: float, seq_len: int) -> int
     return max(1, round(target / seq_len))
 
 
+def _no_fit(inputs, shape, seq_len, num_gpus, gpu: GpuSpec, table: list[MemoryEstimate]) -> NoFit:
+    """Which constraint failed: the user's micro-batch (when one sequence would fit) or memory."""
+    ckpt = resolve_recompute(inputs) in (None, "full")  # the roomiest setting the user allows
+    allowed = allowed_strategies(inputs.offload)
+    ones = [_estimate(inputs, shape, seq_len, num_gpus, gpu.memory_bytes, s, 1, ckpt) for s in allowed]
+    best = max(ones, key=lambda e: (e.max_micro_batch, -e.total))
+    cap = f"{gpu.memory_bytes / 1e9:.1f} GB {gpu.name}"
+    if inputs.micro_batch is not None and best.max_micro_batch >= 1:
+        return NoFit(
+            "micro-batch",
+            f"--micro-batch {inputs.micro_batch} fits no strategy on the {cap}; the largest that fits is "
+            f"{best.max_micro_batch} ({best.strategy}): lower --micro-batch, add GPUs or allow --offload",
+        )
+    least = min(ones, key=lambda e: e.total)
+    return NoFit(
+        "memory",
+        f"even {least.strategy} with one sequence per GPU needs {least.total / 1e9:,.1f} GB per GPU, more "
+        f"than the {cap}: add GPUs, shrink the model, allow --offload, or use tensor/pipeline parallelism",
+    )
+
+
 def recommend(
     inputs: PlanInputs,
     shape: ModelShape,
@@ -118,20 +162,21 @@ def recommend(
     num_gpus: int,
     gpu: GpuSpec | None,
     peak: float | None,
-    mfu: float,
+    utilization: fl.Utilization,
     per_token: float,
-) -> tuple[Recommendation | None, list[MemoryEstimate]]:
-    """The memory table (every strategy at the chosen settings) and the recommendation (None = no GPU
-    given, or nothing fits)."""
+) -> tuple[Recommendation | None, list[MemoryEstimate], NoFit | None]:
+    """The memory table (every strategy at the chosen settings), the recommendation (None = no GPU
+    given, or nothing fits) and, when nothing fits, why."""
     memory = gpu.memory_bytes if gpu else None
     target_seqs = _global_batch_target(inputs, tokens, seq_len)
     choice = _choose(inputs, shape, seq_len, num_gpus, memory) if gpu else None
-    ckpt = choice[1] if choice else bool(inputs.activation_checkpointing)
+    ckpt = choice[1] if choice else resolve_recompute(inputs) == "full"
     if choice is None:
         mb = inputs.micro_batch or 1
         table = [_estimate(inputs, shape, seq_len, num_gpus, memory, s, mb, ckpt) for s in STRATEGIES]
-        return None, table
+        return None, table, (_no_fit(inputs, shape, seq_len, num_gpus, gpu, table) if gpu else None)
     strategy, ckpt, fits_useful = choice
+    mode = "full" if ckpt else (resolve_recompute(inputs) or "none")
     best = _estimate(inputs, shape, seq_len, num_gpus, memory, strategy, 1, ckpt)
     mb = _micro_batch(inputs, best.max_micro_batch, seq_len, max(1, target_seqs // num_gpus))
     table = [_estimate(inputs, shape, seq_len, num_gpus, memory, s, mb, ckpt) for s in STRATEGIES]
@@ -139,17 +184,20 @@ def recommend(
     accum = max(1, round(target_seqs / (mb * num_gpus)))
     global_seqs = mb * num_gpus * accum
     steps = math.ceil(tokens / (global_seqs * seq_len))
-    step_s = global_seqs * seq_len * per_token / (num_gpus * peak * mfu) if peak else None
+    hardware = per_token + fl.recompute_flops_per_token(
+        shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len, mode
+    )
+    step_s = utilization.seconds(global_seqs * seq_len, per_token, hardware, num_gpus, peak) if peak else None
     notes = []
     if not fits_useful:
         notes.append(
             f"no strategy fits a micro-batch of {useful_micro_batch(inputs, seq_len)} sequences; "
             f"{strategy.name} fits {best.max_micro_batch}: expect lower MFU, or add GPUs / tensor parallelism"
         )
-    if ckpt and inputs.activation_checkpointing is None:
+    if ckpt and resolve_recompute(inputs) is None:
         notes.append(
             "activation checkpointing is on because nothing fits a useful micro-batch without it: it "
-            "recomputes the forward (~33% more compute), so the same hardware gives ~1/4 lower MFU"
+            f"recomputes the forward ({hardware / per_token - 1:.0%} more FLOPs per token), charged in the time"
         )
     gpus_per_node = num_gpus // max(1, inputs.nodes)
     return (
@@ -158,6 +206,7 @@ def recommend(
             zero_stage=strategy.zero_stage,
             offload=strategy.offload,
             activation_checkpointing=ckpt,
+            recompute=mode,
             num_gpus=num_gpus,
             micro_batch=mb,
             max_micro_batch=best.max_micro_batch,
@@ -174,4 +223,5 @@ def recommend(
             notes=notes,
         ),
         table,
+        None,
     )

@@ -38,24 +38,26 @@ def _kv(title: str, rows: list[tuple[str, str]]) -> Table:
 
 def _sizing(plan: Plan) -> Table:
     s = plan.sizing
-    return _kv(
-        "Sizing (Chinchilla, C = 6ND)",
-        [
-            ("compute", f"{s.flops:.3g} FLOPs"),
-            ("20 tokens/param rule", f"{_n(s.rule_params)} params, {_n(s.rule_tokens)} tokens"),
-            (f"{s.fit} fit", f"{_n(s.fit_params)} params, {_n(s.fit_tokens)} tokens  (used)"),
-            (f"{s.other_fit} fit", f"{_n(s.other_fit_params)} params, {_n(s.other_fit_tokens)} tokens"),
-            (
-                "chosen",
-                f"{_n(s.params)} params on {_n(s.tokens)} tokens ({s.tokens_per_param:.1f} tokens/param)",
-            ),
-            ("chosen by", s.chosen_by),
-            (
-                "predicted loss",
-                f"{s.predicted_loss:.3f} nats/token ({s.fit}; not comparable across tokenizers)",
-            ),
-        ],
+    budget = f" of a {s.budget_flops:.3g} budget" if s.budget_flops is not None else ""
+    rows = [
+        ("compute", f"{s.flops:.3g} FLOPs spent{budget} (6N + 12·L·H·T per token)"),
+        ("20 tokens/param rule", f"{_n(s.rule_params)} params, {_n(s.rule_tokens)} tokens"),
+    ]
+    for f in s.fits:  # every published fit, labelled; the one the plan uses is marked
+        rows.append(
+            (f"{f.name}", f"{_n(f.params)} params, {_n(f.tokens)} tokens" + ("  (used)" if f.used else ""))
+        )
+    loss = (
+        "n/a: above ln(vocab), outside the fit"
+        if s.predicted_loss is None
+        else f"{s.predicted_loss:.3f} nats/token ({s.loss_fit}; not comparable across tokenizers)"
     )
+    rows += [
+        ("chosen", f"{_n(s.params)} params on {_n(s.tokens)} tokens ({s.tokens_per_param:.1f} tokens/param)"),
+        ("chosen by", s.chosen_by),
+        ("predicted loss", loss),
+    ]
+    return _kv("Sizing (fits at C = 6ND)", rows)
 
 
 def _data(plan: Plan) -> list[Table]:
@@ -63,12 +65,18 @@ def _data(plan: Plan) -> list[Table]:
     if d is None:
         return [_kv("Data", [("unique tokens", "not given (--domain-tokens/--general-tokens or --mix)")])]
     verdict = "short of the compute-optimal data" if (d.short_of_rule or d.short_of_fit) else "enough"
+    best = (
+        f"none: outside the data-constrained fit ({'; '.join(d.outside_fit)})"
+        if d.best_params is None
+        else f"{_n(d.best_params)} params on {_n(d.best_tokens)} tokens ({d.best_epochs:.2f} epochs)"
+    )
     summary = _kv(
         "Data (Muennighoff et al. 2023)",
         [
             ("unique tokens", f"{_n(d.unique_tokens)}: {verdict}"),
             ("training tokens", f"{_n(d.tokens)} = {d.epochs:.2f} epochs, worth {_n(d.effective_tokens)} unique"),
-            ("best for this data", f"{_n(d.best_params)} params on {_n(d.best_tokens)} tokens ({d.best_epochs:.2f} epochs)"),
+            ("best for this data", best),
+            ("this size needs", f"{_n(d.tokens_needed)} tokens ({_n(d.unique_tokens_needed)} unique at 4 epochs)"),
             ("one epoch at this compute", f"{_n(d.one_epoch_params)} params"),
         ],
     )  # fmt: skip
@@ -89,20 +97,19 @@ def _data(plan: Plan) -> list[Table]:
 
 def _compute(plan: Plan) -> Table:
     c = plan.compute
-    mfu = f"{c.mfu:.0%}" + (" (assumed)" if c.mfu_assumed else "")
+    given = {"mfu": "given", "hfu": "from --hfu", "assumed": "from the assumed HFU"}[c.utilization_given]
+    hfu_note = {"mfu": "from --mfu", "hfu": "given", "assumed": "assumed"}[c.utilization_given]
     rows = [
-        ("6ND", f"{c.flops_6nd:.3g} FLOPs"),
-        (
-            "per token (PaLM)",
-            f"{c.flops_per_token:.3g} FLOPs = 6N + 12·L·H·T (attention {c.attention_share:.1%})",
-        ),
-        ("total", f"{c.flops:.3g} FLOPs = {c.pflops_days:,.4g} petaFLOP/s-days"),
-    ]
+        ("6ND", f"{c.flops_6nd:.3g} FLOPs = {c.pflops_days_6nd:,.4g} petaFLOP/s-days (GPT-3/Chinchilla convention)"),
+        ("per token (PaLM)", f"{c.flops_per_token:.3g} FLOPs = 6N + 12·L·H·T (attention {c.attention_share:.1%})"),
+        ("model FLOPs", f"{c.flops:.3g} FLOPs = {c.pflops_days:,.4g} petaFLOP/s-days (attention included)"),
+        ("recompute", f"{c.recompute}: hardware {c.hardware_flops_per_token:.3g} FLOPs/token, {c.hardware_flops:.3g} in all"),
+    ]  # fmt: skip
     if c.peak_flops:
         rows += [
             ("hardware", f"{c.num_gpus or '?'} x {c.gpu_type}, {c.peak_flops / 1e12:,.1f} TFLOP/s dense {plan.precision}"),
-            ("MFU", mfu),
-            ("GPU-hours", f"{c.gpu_hours:,.0f}"),
+            ("MFU / HFU", f"{c.mfu:.1%} ({given}) / {c.hfu:.1%} ({hfu_note})"),
+            ("GPU-hours", f"{c.gpu_hours:,.0f} ({c.gpu_years:,.1f} GPU-years)"),
             ("wall clock", _hours(c.days * 24) if c.days else "n/a (give --gpus)"),
         ]  # fmt: skip
     if c.cost is not None:
@@ -162,14 +169,15 @@ def _memory(plan: Plan) -> Table:
 def _recommendation(plan: Plan) -> Table:
     r = plan.recommendation
     if r is None:
-        why = "give --gpu-type" if not plan.gpu_memory_bytes else (
-            "nothing fits: add GPUs, shrink the model, allow --offload, or use tensor/pipeline parallelism"
-        )  # fmt: skip
-        return _kv("Recommendation", [("strategy", why)])
+        if plan.no_fit is not None:
+            return _kv(
+                "Recommendation", [("nothing fits", f"{plan.no_fit.constraint}: {plan.no_fit.message}")]
+            )
+        return _kv("Recommendation", [("strategy", "give --gpu-type")])
     t = plan.teaching
     rows = [
         ("strategy", f"{r.strategy} (ZeRO stage {r.zero_stage}, offload {r.offload})"),
-        ("activation checkpointing", "on" if r.activation_checkpointing else "off"),
+        ("activation checkpointing", f"{'on' if r.activation_checkpointing else 'off'} (recompute: {r.recompute})"),
         ("micro-batch", f"{r.micro_batch} sequences (max that fits {r.max_micro_batch}; useful >= {r.useful_micro_batch})"),
         ("global batch", f"{r.global_batch_sequences:,} sequences = {_n(r.global_batch_tokens)} tokens "
                          f"({r.micro_batch} x {r.gradient_accumulation} accumulation x {r.num_gpus} GPUs)"),
@@ -201,6 +209,8 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
         out = Console(
             width=110, file=out.file
         )  # the memory table needs ~100 columns; piped, rich squeezes to 80
+    for flag in plan.flags:
+        out.print(f"WARNING: {flag}")
     for part in plan_tables(plan):
         out.print(part)
         out.print()

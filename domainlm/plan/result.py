@@ -5,15 +5,27 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from domainlm.plan.memory import MemoryEstimate
-from domainlm.plan.recommend import Recommendation
+from domainlm.plan.recommend import NoFit, Recommendation
 from domainlm.plan.shapes import ModelShape
+
+
+@dataclass(frozen=True)
+class FitRow:
+    """One fit's compute-optimal (N, D) at the plan's compute."""
+
+    name: str
+    source: str
+    params: float
+    tokens: float
+    used: bool
 
 
 @dataclass(frozen=True)
 class Sizing:
     """Compute-optimal sizes at the plan's compute, and the (N, D) chosen and why."""
 
-    flops: float  # 6·N·D of the chosen (N, D) or the budget
+    flops: float  # the model FLOPs the plan spends: tokens x (6N + 12·L·H·T), never above the budget
+    budget_flops: float | None  # --flops, or GPUs x peak x hours x utilization; None without a budget
     chosen_by: str
     target_params: float
     params: int  # exact count of the shape
@@ -25,10 +37,10 @@ class Sizing:
     fit_source: str
     fit_params: float
     fit_tokens: float
-    other_fit: str
-    other_fit_params: float
-    other_fit_tokens: float
-    predicted_loss: float  # with the chosen fit; data-constrained when sources are known
+    fits: list[FitRow]  # every fit's optimum at this compute, labelled
+    loss_fit: str  # the parametric fit the loss comes from (the chosen one, or the default for a power law)
+    # nats/token with `loss_fit`; data-constrained when sources are known; None when above ln(vocab)
+    predicted_loss: float | None
 
 
 @dataclass(frozen=True)
@@ -51,26 +63,37 @@ class DataPlan:
     effective_tokens: float
     short_of_rule: bool  # unique data < the 20 tokens/param optimum at this compute
     short_of_fit: bool  # unique data < the fit's optimum
-    best_params: float  # the loss-minimizing N at this compute given the unique data
-    best_tokens: float
-    best_epochs: float
+    # the loss-minimizing N at this compute given the unique data; None outside the fit's validity
+    best_params: float | None
+    best_tokens: float | None
+    best_epochs: float | None
     one_epoch_params: float  # the N that sees each unique token once at this compute
+    outside_fit: list[str]  # why the data-constrained fit does not apply here ([] = it does)
+    tokens_needed: float  # compute-optimal tokens for the chosen size (the fit's D for N)
+    unique_tokens_needed: float  # the same at <= 4 epochs, where repeats are almost as good as new data
     sources: list[SourcePlan]
 
 
 @dataclass(frozen=True)
 class ComputePlan:
-    flops_6nd: float
+    flops_6nd: float  # 6·N·D, the GPT-3 / Chinchilla convention
+    pflops_days_6nd: float
     flops_per_token: float  # 6N + 12·L·H·T (PaLM), N = matmul parameters
-    flops: float  # tokens x flops_per_token
+    flops: float  # tokens x flops_per_token: model FLOPs, the numerator of MFU
     attention_share: float  # of flops_per_token
-    pflops_days: float
+    pflops_days: float  # of `flops` (attention included)
+    recompute: str  # none, selective, full
+    hardware_flops_per_token: float  # + the recomputed work (HFU's numerator)
+    hardware_flops: float
     gpu_type: str | None
     num_gpus: int | None
     peak_flops: float | None
     mfu: float
+    hfu: float
+    utilization_given: str  # "mfu", "hfu", or "assumed" (HFU at the default)
     mfu_assumed: bool
     gpu_hours: float | None
+    gpu_years: float | None
     days: float | None
     budget_hours: float | None
     cost: float | None
@@ -91,6 +114,8 @@ class Plan:
     gpu_memory_bytes: float | None
     teaching: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    no_fit: NoFit | None = None  # why there is no recommendation although a GPU was given
+    flags: list[str] = field(default_factory=list)  # absurd resources, said before anything else
 
     def to_dict(self) -> dict:
         return {
@@ -103,6 +128,8 @@ class Plan:
             "gpu_memory_bytes": self.gpu_memory_bytes,
             "memory": [m.to_dict() for m in self.memory],
             "recommendation": asdict(self.recommendation) if self.recommendation else None,
+            "reason": asdict(self.no_fit) if self.no_fit else None,
+            "flags": self.flags,
             "teaching": self.teaching,
             "notes": self.notes,
         }

@@ -34,7 +34,7 @@ def test_json_has_every_section(mix_dir):
     plan = json.loads(result.stdout)
     assert set(plan) == {
         "sizing", "data", "compute", "shape", "seq_len", "precision", "gpu_memory_bytes",
-        "memory", "recommendation", "teaching", "notes",
+        "memory", "recommendation", "reason", "flags", "teaching", "notes",
     }  # fmt: skip
     assert plan["compute"]["days"] == pytest.approx(30.0)
     assert plan["shape"]["vocab_size"] == 131072  # from the mix manifest

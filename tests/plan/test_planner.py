@@ -12,9 +12,12 @@ def test_chinchilla_budget_alone():
     s = plan.sizing
     assert s.rule_params == pytest.approx(69.28e9, rel=1e-3)
     assert s.fit == "besiroglu2024" and s.fit_params == pytest.approx(72.25e9, rel=1e-3)
-    # The shape lands within 5% of the target; tokens fill the budget at C = 6ND.
+    # The shape lands within 5% of the target; tokens spend the budget at the FLOPs the plan charges
+    # (6N + 12·L·H·T, attention included), never more: 6ND alone would overspend it by the attention.
     assert plan.shape.num_params == pytest.approx(s.target_params, rel=0.05)
-    assert 6 * plan.shape.num_params * s.tokens == pytest.approx(5.76e23)
+    assert s.tokens * plan.compute.flops_per_token == pytest.approx(5.76e23)
+    assert s.flops == pytest.approx(5.76e23) and s.flops <= 5.76e23 and s.budget_flops == 5.76e23
+    assert plan.compute.flops_6nd < 5.76e23  # the GPT-3/Chinchilla convention, labelled beside it
     assert plan.data is None and plan.recommendation is None  # no GPU type: no memory verdict
 
 
@@ -74,16 +77,19 @@ def test_bloomberggpt_plan_reports_data_constraint():
     )
     d = plan.data
     assert d.short_of_rule and d.short_of_fit
-    assert plan.sizing.chosen_by.endswith("data-constrained")
-    assert 1.2 < d.epochs < 1.3
-    assert any("data-constrained" in n for n in plan.notes)
+    assert 1.1 < d.epochs < 1.2  # the unconstrained optimum's 828B tokens from 709B unique
+    # The data-constrained optimum (~44B) is beyond the 9B parameters Muennighoff et al. fitted on:
+    # the plan says so and picks no data-aware size (it keeps the unconstrained fit optimum).
+    assert d.best_params is None and "parameters" in d.outside_fit[0]
+    assert plan.sizing.chosen_by == "besiroglu2024 fit optimum (the data-constrained fit does not hold here)"
+    assert any("outside the data-constrained fit" in n for n in plan.notes)
     # Their actual 50.6B-parameter model (BLOOM-style shape) on the same budget: 777B tokens.
     actual = make_plan(
         PlanInputs(flops=2.36e23, arch="bloom", shape=ShapeSpec(70, 7680, 40), vocab_size=131072,
                    sources=two_sources(363.2e9, 345.7e9, 0.51))
     )  # fmt: skip
     assert actual.shape.num_params == 50_558_868_480
-    assert actual.sizing.tokens == pytest.approx(2.36e23 / (6 * 50_558_868_480))
+    assert actual.sizing.tokens == pytest.approx(2.36e23 / actual.compute.flops_per_token)
 
 
 def test_mix_manifest_supplies_data_vocab_and_seq_len(mix_dir):
@@ -167,12 +173,15 @@ def test_budget_and_tokens_size_the_model(seq_len):
     assert plan.sizing.chosen_by == "budget / --tokens"
     assert plan.compute.gpu_hours / 8 == pytest.approx(72, rel=0.05)
     flops_only = make_plan(PlanInputs(tokens=20e9, flops=1e21))
-    assert 6 * flops_only.shape.num_params * 20e9 == pytest.approx(1e21, rel=0.05)
+    spent = 20e9 * flops_only.compute.flops_per_token
+    assert 0.95e21 <= spent <= 1e21  # sized with the FLOPs it charges: never over the budget
 
 
 def test_fit_choice_and_fp32():
     hoffmann = make_plan(PlanInputs(flops=5.76e23, fit="hoffmann2022"))
-    assert hoffmann.sizing.fit == "hoffmann2022" and hoffmann.sizing.other_fit == "besiroglu2024"
+    assert hoffmann.sizing.fit == "hoffmann2022" and hoffmann.sizing.fit_source.startswith("Hoffmann")
+    rows = {row.name: row for row in hoffmann.sizing.fits}
+    assert rows["hoffmann2022"].used and not rows["besiroglu2024"].used and len(rows) == 7
     assert hoffmann.shape.num_params == pytest.approx(32.19e9, rel=0.05)
     fp32 = make_plan(PlanInputs(params=1e9, precision="fp32", gpu_type="a100-80gb", num_gpus=8))
     ddp = fp32.memory[0]
