@@ -31,6 +31,7 @@ from pydantic.fields import FieldInfo
 
 from domainlm.assets import shipped_corpus, shipped_mix, shipped_tokenizer
 from domainlm.errors import ConfigError
+from domainlm.storage import is_url
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -107,8 +108,11 @@ def validated_count(value: Any, field: str, also: str = "") -> int:
 # ---- paths -------------------------------------------------------------------------------------
 
 
-def resolve_cli_path(value: str | Path) -> Path:
-    """A path the user typed (a flag or a --set value): relative to the current directory."""
+def resolve_cli_path(value: str | Path) -> Path | str:
+    """A path the user typed (a flag or a --set value): relative to the current directory. A URL
+    (s3://bucket/key, see domainlm.storage) is returned as the same string: it is no local path."""
+    if is_url(value):
+        return value  # a str: Path() would fold `s3://` into `s3:/`
     return Path(os.path.abspath(Path(value).expanduser()))
 
 
@@ -124,6 +128,8 @@ def _resolve_one(value: Any, yaml_file: Path | None, marker: PathField) -> Any:
     """One value of a path field -> an absolute path string (no yaml_file: typed by the user)."""
     if not isinstance(value, str) or not value:
         return value  # not a path (e.g. a number in a --set): validation reports it
+    if is_url(value):
+        return value  # s3://bucket/key: not relative to the YAML's folder nor the cwd
     path = resolve_cli_path(value) if yaml_file is None else resolve_yaml_path(value, yaml_file)
     if marker.shipped is not None and not path.exists() and (shipped := marker.shipped(value)) is not None:
         return str(shipped)

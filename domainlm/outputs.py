@@ -322,6 +322,11 @@ def remove_tree(path: Path) -> None:
     temp dirs carry it from their first moment). Protected places (/, home, cwd, a git root) are
     refused even when marked. A symlink is removed itself; what it points to is never touched.
     """
+    if isinstance(path, str) and "://" in path:  # a remote prefix: the same marker rule, in storage
+        from domainlm.storage.output import remove_remote_tree
+
+        remove_remote_tree(path)
+        return
     shown = _absolute(path)
     if not os.path.lexists(shown):
         return
@@ -369,7 +374,7 @@ def write_json(path: Path, data: Any) -> None:
 
 def file_digest(path: Path, digest: Any) -> str:
     """Feed a file to a hashlib-style `digest` in 1 MiB chunks (memory flat); its hex digest."""
-    with open(path, "rb") as handle:
+    with path.open("rb") if hasattr(path, "url") else open(path, "rb") as handle:  # url: RemotePath
         while chunk := handle.read(_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
@@ -386,7 +391,7 @@ def fingerprint_files(paths: list[Path], digests: Mapping[Path, str] | None = No
     for its key), so no file is read twice."""
     known = digests or {}
     digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
+    for path in sorted(Path(p) if isinstance(p, str) else p for p in paths):  # Path or RemotePath
         digest.update(path.name.encode())
         digest.update((known.get(path) or file_sha256(path)).encode())
     return digest.hexdigest()

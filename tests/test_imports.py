@@ -15,9 +15,11 @@ import domainlm
 PACKAGE = Path(domainlm.__file__).parent
 
 # Rank of each top-level part of domainlm: a module may import ranks <= its own.
-SHARED = ("errors", "config", "outputs", "progress", "assets", "units", "losses", "naming", "architectures")
+SHARED = (
+    "errors", "config", "outputs", "progress", "assets", "units", "losses", "naming", "architectures", "storage",
+)  # fmt: skip
 PIPELINE = ("corpus", "tokenizer", "mix", "plan", "pretrain", "eval")
-ON_TOP = ("testing", "demo", "cli", "__main__")
+ON_TOP = ("testing", "mixsearch", "demo", "cli", "__main__")
 RANK = {name: 0 for name in ("", *SHARED)} | {
     name: rank for rank, name in enumerate((*PIPELINE, *ON_TOP), start=1)
 }

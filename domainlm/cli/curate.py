@@ -10,10 +10,11 @@ import typer
 from rich import box
 from rich.table import Table
 
-from domainlm.cli.options import Json, Overwrite, Quiet, out_option
+from domainlm.cli.options import Json, Overwrite, Quiet, StorageOptions, out_option, use_storage_options
 from domainlm.config import resolve_cli_path
 from domainlm.outputs import to_json
 from domainlm.progress import console
+from domainlm.storage import is_url
 from domainlm.units import human_count
 
 _HELP = """Normalize, deduplicate (exact + MinHash near-duplicates), quality-filter and optionally
@@ -116,10 +117,13 @@ def curate_command(
         list[str],
         typer.Argument(
             metavar="CORPUS",
-            help="Corpus files, folders or globs (txt, jsonl[.gz|.zst], parquet); NAME=PATH names it.",
+            help="Corpus files, folders or globs (txt, jsonl[.gz|.zst], parquet), local or s3://...; "
+            "NAME=PATH names it.",
         ),
     ],
-    out: Annotated[Path | None, out_option("Output directory (needed unless --dry-run).")] = None,
+    out: Annotated[
+        str | None, out_option("Output directory or URL, e.g. s3://bucket/curated (needed unless --dry-run).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Curate YAML (default: built-in).")
     ] = None,
@@ -139,7 +143,7 @@ def curate_command(
         str, typer.Option("--text-field", help="JSON/parquet field with the text.")
     ] = "text",
     reference: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Option(
             "--reference",
             help="Held-out or benchmark text (any corpus format; repeatable): training documents "
@@ -150,11 +154,14 @@ def curate_command(
         bool, typer.Option("--dry-run", help="Report what would be removed; write nothing.")
     ] = False,
     overwrite: Overwrite = False,
+    storage_option: StorageOptions = None,
     json_output: Json = False,
     quiet: Quiet = False,
 ) -> None:
     # Imported here so that `domainlm --help` and other commands do not load numpy/datasketch.
     from domainlm.corpus.curate import curate, load_curate_config, parse_corpus_args
+
+    use_storage_options(storage_option)
 
     workers = workers or _default_workers()  # 0: one per CPU core; curate() validates the rest
     cfg = load_curate_config(config, overrides or [])
@@ -162,8 +169,16 @@ def curate_command(
         paths = [*cfg.decontaminate.references, *(str(resolve_cli_path(p)) for p in reference)]
         cfg.decontaminate.references = paths
     specs = parse_corpus_args(corpus, text_field=text_field)
+    target = out if out is None or is_url(out) else Path(out)
     result = curate(
-        specs, cfg, out=out, workers=workers, shards=shards, dry_run=dry_run, overwrite=overwrite, quiet=quiet
+        specs,
+        cfg,
+        out=target,
+        workers=workers,
+        shards=shards,
+        dry_run=dry_run,
+        overwrite=overwrite,
+        quiet=quiet,
     )
     if json_output:
         print(to_json({**result.report, "run": result.run_info}), end="")

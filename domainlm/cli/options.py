@@ -20,3 +20,20 @@ Overwrite = Annotated[
 def out_option(help: str) -> Any:
     """`-o/--out DIR` with this command's description of what goes there."""
     return typer.Option("--out", "-o", help=help)
+
+
+StorageOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        help="fsspec option for s3:// / gs:// URLs (repeatable), e.g. endpoint_url=http://host:9000, "
+        "key=..., secret=..., anon=true; credentials otherwise come from the environment / AWS profile.",
+    ),
+]
+
+
+def use_storage_options(items: list[str] | None) -> None:
+    """Apply --storage-option pairs to every URL this command opens (domainlm.storage)."""
+    from domainlm.storage import parse_storage_options, set_storage_options
+
+    set_storage_options(parse_storage_options(items))

@@ -10,12 +10,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from domainlm.outputs import fingerprint_files
+from domainlm.storage.paths import as_path
 
 
 def corpus_fingerprint(files: Iterable[Path], digests: Mapping[Path, str] | None = None) -> str:
     """sha256 over the names and bytes of a corpus's files; a folder (a saved `datasets` dataset)
     counts as every file inside it. `digests`: sha256s already computed (see fingerprint_files)."""
-    return fingerprint_files([p for f in files for p in corpus_files(Path(f))], digests)
+    return fingerprint_files([p for f in files for p in corpus_files(as_path(f))], digests)
 
 
 def corpus_files(path: Path) -> list[Path]:

@@ -17,6 +17,7 @@ train on part of a corpus without anyone noticing.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import io
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from domainlm.errors import DataError
+from domainlm.storage import check_reachable, is_url, local_path_of
+from domainlm.storage.paths import RemotePath
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -75,11 +78,11 @@ class ReadStats:
         }
 
 
-def _is_dataset_dir(path: Path) -> bool:
+def _is_dataset_dir(path: Path | RemotePath) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
 
 
-def _kind_of(path: Path) -> str | None:
+def _kind_of(path: Path | RemotePath) -> str | None:
     """'text', 'jsonl', 'parquet' or None (unsupported) from the file name."""
     name = path.name.lower()
     for comp in COMPRESSION_SUFFIXES:
@@ -96,6 +99,8 @@ def _kind_of(path: Path) -> str | None:
 
 
 def _expand_one(spec: str | Path) -> list[Path]:
+    if is_url(str(spec)):
+        return _expand_url(str(spec))
     path = Path(spec).expanduser()
     if any(ch in str(spec) for ch in "*?["):
         return sorted(p for match in glob.glob(str(path), recursive=True) for p in _expand_one(match))
@@ -104,13 +109,40 @@ def _expand_one(spec: str | Path) -> list[Path]:
             return [path]
         return sorted(p for p in path.rglob("*") if p.is_file() and _kind_of(p) is not None)
     if path.is_file():
-        if _kind_of(path) is None:
-            raise DataError(
-                f"{path}: unsupported file type; use .txt, .jsonl/.json (optionally .gz/.zst), "
-                ".parquet, or a `datasets` save_to_disk directory"
-            )
+        _check_kind(path)
         return [path]
     raise DataError(f"{spec}: no such file or directory; check the corpus path")
+
+
+def _check_kind(path: Path | RemotePath) -> None:
+    if _kind_of(path) is None:
+        raise DataError(
+            f"{path}: unsupported file type; use .txt, .jsonl/.json (optionally .gz/.zst), "
+            ".parquet, or a `datasets` save_to_disk directory"
+        )
+
+
+def _expand_url(spec: str) -> list[RemotePath]:
+    """A file, folder or glob in object storage -> its corpus files (streamed when read, never copied)."""
+    local = local_path_of(spec)
+    if local is not None:
+        return _expand_one(local)
+    check_reachable(spec)  # a missing bucket, endpoint or credentials: one line, before any listing
+    path = RemotePath(spec)
+    if any(ch in spec.split("://", 1)[1] for ch in "*?["):
+        matches = path.glob()
+        return sorted(p for match in matches for p in (_expand_url(match.url) if match.is_dir() else [match]))
+    if path.is_file():
+        _check_kind(path)
+        return [path]
+    if path.is_dir():
+        if _is_dataset_dir(path):
+            raise DataError(
+                f"{spec}: a saved `datasets` folder in object storage is not read in place; copy it to "
+                "local disk first (e.g. `aws s3 sync`) or export it as .parquet / .jsonl.gz files"
+            )
+        return [p for p in path.rglob("*") if _kind_of(p) is not None]
+    raise DataError(f"{spec}: no such file or folder in the bucket; check the corpus URL")
 
 
 def expand_paths(specs: list[str | Path]) -> list[Path]:
@@ -147,16 +179,21 @@ def _damaged_file(path: Path, where: str, exc: BaseException) -> DataError:
     return DataError(f"{path}: {what} ({where}: {detail}); {fix}")
 
 
-def _open_binary_lines(path: Path) -> io.BufferedIOBase:
+def _open_raw(path: Path | RemotePath) -> io.BufferedIOBase:
+    """The file's bytes: a local file, or a stream from object storage (ranged reads, not a copy)."""
+    return open(path, "rb") if isinstance(path, Path) else path.open("rb")  # noqa: SIM115 - caller closes
+
+
+def _decompressed(path: Path | RemotePath, raw: io.BufferedIOBase) -> io.BufferedIOBase:
+    """`raw` decompressed by the file's suffix; closing the result leaves `raw` to its owner."""
     name = path.name.lower()
     if name.endswith(".gz"):
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(fileobj=raw, mode="rb")
     if name.endswith(".zst"):
         import zstandard
 
-        raw = open(path, "rb")  # noqa: SIM115 - closed through the wrapping reader
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
-    return open(path, "rb")  # noqa: SIM115 - caller closes
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=False))
+    return raw
 
 
 class CorpusReader:
@@ -205,7 +242,7 @@ class CorpusReader:
         yield Document(text=text, source=self.source, doc_id=doc_id)
 
     def _read_file(self, path: Path) -> Iterator[Document]:
-        if path.is_dir():
+        if isinstance(path, Path) and path.is_dir():
             yield from self._read_dataset(path)
             return
         if path.stat().st_size == 0:
@@ -235,7 +272,7 @@ class CorpusReader:
         line_no = 0
         errors = _decompression_errors()
         try:
-            with _open_binary_lines(path) as handle:
+            with _open_raw(path) as raw, _decompressed(path, raw) as handle:
                 for raw in handle:
                     line_no += 1
                     yield line_no, raw
@@ -281,16 +318,18 @@ class CorpusReader:
 
         row = 0
         try:
-            parquet = pq.ParquetFile(path)
-            names = parquet.schema_arrow.names
-            if self.text_field not in names:
-                raise DataError(
-                    f"{path}: no column {self.text_field!r} (columns: {', '.join(names)}); set text_field"
-                )
-            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[self.text_field]):
-                for value in batch.column(0).to_pylist():
-                    row += 1
-                    yield row, value
+            with contextlib.ExitStack() as stack:
+                source = path if isinstance(path, Path) else stack.enter_context(path.open("rb"))
+                parquet = pq.ParquetFile(source)
+                names = parquet.schema_arrow.names
+                if self.text_field not in names:
+                    raise DataError(
+                        f"{path}: no column {self.text_field!r} (columns: {', '.join(names)}); set text_field"
+                    )
+                for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[self.text_field]):
+                    for value in batch.column(0).to_pylist():
+                        row += 1
+                        yield row, value
         except (pa.ArrowException, OSError) as exc:
             raise _damaged_file(path, f"after row {row}" if row else "before the first row", exc) from exc
 

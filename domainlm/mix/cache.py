@@ -42,6 +42,7 @@ from domainlm.mix.cache_entry import (
     lock_dir,
 )
 from domainlm.outputs import MARKER_NAME, file_sha256, fingerprint_files, prepare_run_dir, remove_tree
+from domainlm.storage.paths import as_path
 
 COMMAND = "cache"  # the root's marker names this command
 _KEY_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -68,12 +69,12 @@ def reader_format(path: Path) -> str:
 def file_digests(files: list[Path]) -> dict[Path, str]:
     """sha256 of every file of a source (a `datasets` folder: each file inside), read once (~0.6 ms/MB):
     they make the cache keys and the source's corpus fingerprint."""
-    return {p: file_sha256(p) for f in files for p in corpus_files(Path(f))}
+    return {p: file_sha256(p) for f in files for p in corpus_files(as_path(f))}
 
 
 def file_stamp(path: Path) -> tuple:
     """(size, mtime) of a file, of every file in a `datasets` folder: to notice an edit during a read."""
-    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in corpus_files(Path(path)))
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in corpus_files(as_path(path)))
 
 
 def content_sha256(path: Path, digests: dict[Path, str] | None = None) -> str:

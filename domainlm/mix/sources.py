@@ -21,6 +21,7 @@ import gzip
 import json
 import logging
 import os
+import posixpath
 import queue
 import random
 import threading
@@ -44,6 +45,8 @@ from domainlm.mix.cache import (
 )
 from domainlm.mix.cache_entry import ArrayTokens, CacheEntry, FileTokens
 from domainlm.mix.encode import BatchEncoder, LazyEncoder
+from domainlm.storage import is_url, protocol_of
+from domainlm.storage.paths import as_path
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +137,18 @@ def prefetched(items: Iterator[list[Document]], depth: int = 2) -> Iterator[list
         while worker.is_alive():  # unblock a producer waiting on a full queue
             with contextlib.suppress(queue.Empty):
                 slots.get(timeout=0.05)
+
+
+def _common_parent(files: list) -> str:
+    """The folder all `files` are in, as their ids start: held-out ids are relative to it, so a
+    corpus in s3://bucket/corpus/ and the same files in a local folder give the same held-out text."""
+    parents = [str(f.parent) for f in files]
+    if all(is_url(p) for p in parents) and len({protocol_of(p) for p in parents}) == 1:
+        scheme = f"{protocol_of(parents[0])}://"
+        return scheme + posixpath.commonpath([p[len(scheme) :] for p in parents])
+    if any(is_url(p) for p in parents):
+        return ""  # local and remote files in one source: ids stay whole
+    return os.path.commonpath(parents)
 
 
 def _relative_id(doc_id: str, base: str) -> str:
@@ -340,11 +355,11 @@ def tokenize_source(
     The outputs do not depend on which files were cached. `on_batch(documents, text_bytes)` is
     called after each batch (progress bars).
     """
-    files = [Path(f) for f in reader.files]
+    files = [as_path(f) for f in reader.files]  # Path, or RemotePath for s3://... (streamed)
     stamps = {f: file_stamp(f) for f in files}
     digests = file_digests(files) if cache is not None else {}  # each file read once for both
     result = SourceTokens(name, [str(f) for f in files], corpus_fingerprint(files, digests))
-    base = os.path.commonpath([str(f.parent) for f in files])
+    base = _common_parent(files)
     sink = _SourceSink(result, HeldOut(val_fraction, seed, name), out_root, base)
     on_batch = on_batch or (lambda num_docs, num_bytes: None)
     per_file = []

@@ -34,15 +34,18 @@ from domainlm.corpus.readers import CorpusReader
 from domainlm.errors import ConfigError
 from domainlm.outputs import atomic_output_dir, atomic_write_text, write_json
 from domainlm.progress import make_progress
+from domainlm.storage import is_url, local_path_of
+from domainlm.storage.output import remote_output_dir
 
 logger = logging.getLogger(__name__)
+LAST_FILES = ("report.json", "report.md")  # written last: a remote output without them is incomplete
 
 
 @dataclass
 class CurateResult:
     report: dict[str, Any]
     seconds: float
-    out: Path | None
+    out: Path | str | None  # a str for a URL (s3://bucket/curated)
 
     @property
     def run_info(self) -> dict[str, Any]:
@@ -87,7 +90,7 @@ class _Sink:
 def curate(
     specs: list[CorpusSpec],
     config: CurateConfig,
-    out: Path | None = None,
+    out: Path | str | None = None,
     workers: int = 1,
     shards: int = 0,
     dry_run: bool = False,
@@ -112,16 +115,11 @@ def curate(
     references = _reference_index(config)
     if references is not None:
         stats.stage_info["decontaminate"] = references.describe()
-    inputs = [path for spec in specs for path in spec.paths]
-    target = (
-        contextlib.nullcontext(None)
-        if dry_run
-        else atomic_output_dir(Path(out), overwrite=overwrite, command="curate", inputs=inputs)
-    )
+    target = _output(specs, out, dry_run, overwrite, quiet)
     with target as tmp, make_progress(quiet) as progress:
         sink = _Sink(tmp, [spec.source for spec in specs]) if tmp is not None else None
         if shards:
-            work_root = Path(out).parent if out is not None else None
+            work_root = Path(out).parent if out is not None and not is_url(str(out)) else None
             read_stats = _run_sharded(
                 specs, readers, config, stats, sink, workers, shards, progress, work_root, references
             )
@@ -134,7 +132,23 @@ def curate(
         if tmp is not None:
             write_json(tmp / "report.json", report)
             atomic_write_text(tmp / "report.md", render_markdown(report))
-    return CurateResult(report, time.perf_counter() - start, None if dry_run else Path(out))
+    return CurateResult(report, time.perf_counter() - start, None if dry_run else out)
+
+
+def _output(
+    specs: list[CorpusSpec], out: Path | str | None, dry_run: bool, overwrite: bool, quiet: bool
+) -> contextlib.AbstractContextManager[Path | None]:
+    """Where the run writes: nothing (dry run), a local temp dir renamed into place, or for a URL a
+    local staging dir uploaded with the report last (domainlm.storage.output)."""
+    if dry_run:
+        return contextlib.nullcontext(None)
+    if is_url(str(out)) and local_path_of(str(out)) is None:
+        return remote_output_dir(
+            str(out), overwrite=overwrite, command="curate", last=LAST_FILES, quiet=quiet
+        )
+    local = local_path_of(str(out)) or Path(out)
+    inputs = [path for spec in specs for path in spec.paths if not is_url(path)]
+    return atomic_output_dir(local, overwrite=overwrite, command="curate", inputs=inputs)
 
 
 def _check_source_names(specs: list[CorpusSpec], config: CurateConfig) -> None:
