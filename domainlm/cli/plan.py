@@ -16,6 +16,8 @@ from domainlm.plan.planner import make_plan
 from domainlm.plan.report import print_plan
 from domainlm.progress import console, err_console
 
+NOTHING_FITS_EXIT = 3  # documented in the command's help: no strategy fits the given GPUs
+
 
 def _count(value: str | None, flag: str) -> float | None:
     """'7B' / '5.76e23' / '1.4T' -> a number; negatives are rejected with the flag's name."""
@@ -35,7 +37,12 @@ def plan_command(
     ),
     hours: float = typer.Option(None, "--hours", help="wall-clock hours available"),
     days: float = typer.Option(None, "--days", help="or days available"),
-    mfu: float = typer.Option(None, "--mfu", help="expected model FLOPs utilization in (0, 1]; default 0.4"),
+    mfu: float = typer.Option(
+        None, "--mfu", help="expected model FLOPs utilization in (0, 1] (recompute's cost inside it)"
+    ),
+    hfu: float = typer.Option(
+        None, "--hfu", help="or hardware FLOPs utilization (recompute counted); default HFU 0.4"
+    ),
     params: str = typer.Option(None, "--params", help="model size, e.g. 7B"),
     arch: str = typer.Option("llama", "--arch", help="llama, gpt2, neox, bloom (counting rules)"),
     layers: int = typer.Option(None, "--layers", help="explicit shape: layers"),
@@ -68,6 +75,11 @@ def plan_command(
     checkpointing: bool = typer.Option(
         None, "--activation-checkpointing/--no-activation-checkpointing", help="default: only if needed"
     ),
+    recompute: str = typer.Option(
+        None,
+        "--recompute",
+        help="none, selective (attention core, Korthikanti 2022) or full; default as needed",
+    ),
     offload: str = typer.Option(
         "none", "--offload", help="most CPU offload to consider: none, optimizer, params"
     ),
@@ -85,8 +97,25 @@ def plan_command(
         Path | None, typer.Option("--write-recipe", help="write a `domainlm pretrain` recipe YAML")
     ] = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="let --write-recipe replace a file"),
+    from_run: Annotated[
+        Path | None,
+        typer.Option("--from-run", help="a `domainlm pretrain` run dir: achieved MFU/HFU and time to finish"),
+    ] = None,
 ) -> None:
-    """Size the model and tokens against a compute budget; time, cost and memory per GPU."""
+    """Size the model and tokens against a compute budget; time, cost and memory per GPU.
+
+    Exit status: 0 a plan; 2 an input error; 3 nothing fits the given GPUs (the failing constraint,
+    micro-batch or memory, is printed and is `reason` in --json).
+    """
+    if from_run is not None:
+        given = {"--flops": flops, "--params": params, "--tokens": tokens, "--mix": mix, "--gpus": gpus}
+        extra = [flag for flag, value in given.items() if value is not None]
+        if extra:
+            raise ConfigError(f"--from-run reads the run's own numbers; drop {', '.join(extra)}")
+        from domainlm.cli.plan_run import report_run  # reads the run dir through pretrain's readers
+
+        report_run(from_run, gpu_type, str(gpu_catalog) if gpu_catalog else None, as_json)
+        return
     if hours is not None and days is not None:
         raise ConfigError("give --hours or --days, not both")
     if attention not in ("flash", "eager"):
@@ -101,6 +130,7 @@ def plan_command(
         gpu_type=gpu_type,
         hours=days * 24.0 if days is not None else hours,
         mfu=mfu,
+        hfu=hfu,
         params=_count(params, "--params"),
         shape=shape,
         arch=arch,
@@ -113,6 +143,7 @@ def plan_command(
         micro_batch=micro_batch,
         global_batch_tokens=int(_count(global_batch_tokens, "--global-batch-tokens") or 0) or None,
         activation_checkpointing=checkpointing,
+        recompute=recompute,
         offload=offload,
         flash_attention=attention == "flash",
         price_per_gpu_hour=price,
@@ -128,11 +159,13 @@ def plan_command(
         write(plan, mix, write_recipe, nodes, overwrite, validate=recipe_from_dict)
     if as_json:
         print(json.dumps(plan.to_dict(), indent=2))
-        return
-    if not quiet:
+    elif not quiet:
         print_plan(plan, console)
-    if write_recipe is not None:
+    if write_recipe is not None and not as_json:
         err_console.print(f"recipe written to {write_recipe}")
+    if plan.no_fit is not None:
+        err_console.print(f"nothing fits ({plan.no_fit.constraint}): {plan.no_fit.message}")
+        raise typer.Exit(NOTHING_FITS_EXIT)
 
 
 def register(app: typer.Typer) -> None:

@@ -34,7 +34,7 @@ def test_json_has_every_section(mix_dir):
     plan = json.loads(result.stdout)
     assert set(plan) == {
         "sizing", "data", "compute", "shape", "seq_len", "precision", "gpu_memory_bytes",
-        "memory", "recommendation", "reason", "flags", "teaching", "notes",
+        "memory", "recommendation", "reason", "flags", "teaching", "megatron", "host_memory_bytes", "notes",
     }  # fmt: skip
     assert plan["compute"]["days"] == pytest.approx(30.0)
     assert plan["shape"]["vocab_size"] == 131072  # from the mix manifest
@@ -99,6 +99,15 @@ def test_write_recipe_needs_a_mix(tmp_path):
         (["--params", "7B", "--hours", "5", "--days", "1"], "give --hours or --days, not both"),
         (["--layers", "4", "--params", "7B"], "needs all of --layers, --hidden and --heads"),
         (["--params", "7B", "--attention", "paged"], "--attention 'paged'"),
+        (
+            ["--params", "7B", "--gpu-type", "h100", "--mfu", "0.4", "--hfu", "0.5"],
+            "--mfu 0.4 and --hfu 0.5: give one",
+        ),
+        (["--params", "7B", "--recompute", "half"], "--recompute 'half': use one of none, selective, full"),
+        (
+            ["--params", "7B", "--recompute", "none", "--activation-checkpointing"],
+            "--recompute none disagrees with --activation-checkpointing",
+        ),
     ],
 )
 def test_flag_errors(args, message):
@@ -115,3 +124,56 @@ def test_bad_input_exits_2_without_traceback():
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: --mfu must be a fraction in (0, 1], got 1.5")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "constraint", "message"),
+    [
+        (
+            ["--params", "70B", "--gpus", "1", "--gpu-type", "l4"],
+            "memory",
+            "even zero3 with one sequence per GPU",
+        ),
+        (
+            ["--params", "7B", "--gpus", "8", "--gpu-type", "a100-40gb", "--micro-batch", "64"],
+            "micro-batch",
+            "--micro-batch 64 fits no strategy on the 42.9 GB a100-40gb; the largest that fits is",
+        ),
+    ],
+)
+def test_nothing_fits_says_which_constraint_and_exits_3(args, constraint, message):
+    """Issue 14: when nothing fits, the failing constraint is in the text, in --json `reason`, and the
+    exit status is 3 (documented in --help)."""
+    result = runner.invoke(app, ["plan", *args, "--json"])
+    assert result.exit_code == 3
+    reason = json.loads(result.stdout)["reason"]
+    assert reason["constraint"] == constraint and reason["message"].startswith(message)
+    text = runner.invoke(app, ["plan", *args])
+    assert text.exit_code == 3 and f"nothing fits {constraint}: {message}" in " ".join(text.stdout.split())
+    assert "3 nothing fits the given GPUs" in " ".join(runner.invoke(app, ["plan", "--help"]).stdout.split())
+
+
+def test_scarce_data_gets_no_pick_and_no_loss_above_uniform():
+    """Issue 14's example: 0.6M unique tokens. Muennighoff et al. 2023 fitted 7M-9B params on >= 100M
+    unique tokens, so no data-aware size is presented; a predicted loss above ln(vocab) (a uniform guess,
+    ln 32000 = 10.37 nats) is never printed; the data a model of the chosen size needs is."""
+    result = runner.invoke(app, ["plan", "--flops", "1e23", "--domain-tokens", "0.6M", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    data, sizing = plan["data"], plan["sizing"]
+    assert data["best_params"] is None and any("unique tokens" in p for p in data["outside_fit"])
+    assert sizing["predicted_loss"] is None or sizing["predicted_loss"] <= 10.38
+    assert data["tokens_needed"] > 1e11 and data["unique_tokens_needed"] == data["tokens_needed"] / 4
+    assert any("outside the data-constrained fit" in n for n in plan["notes"])
+    assert "does not hold here" in sizing["chosen_by"]
+
+
+def test_absurd_plan_is_flagged_first():
+    """1B parameters on 10^16 tokens (Hoffmann et al. Table 3 pairs 1B with 20.2B) on 8 H100s: 6.06e9 x 1e16
+    / (989 TFLOP/s x 0.4) = ~4,900 GPU-years, flagged before anything else is read."""
+    result = runner.invoke(
+        app, ["plan", "--params", "1B", "--tokens", "1e16", "--gpus", "8", "--gpu-type", "h100-sxm"]
+    )
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("WARNING: this plan needs") and "GPU-years" in first
