@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from domainlm.errors import ConfigError
 from domainlm.plan.flops import RECOMPUTE_MODES
-from domainlm.plan.memory import OFFLOAD_LEVELS, PRECISIONS
+from domainlm.plan.host import DEFAULT_HOST_MEMORY_BYTES
+from domainlm.plan.memory import OFFLOAD_LEVELS, OPTIMIZERS, PRECISIONS
 from domainlm.plan.scaling import FITS
 from domainlm.plan.shapes import ARCHES
 
@@ -72,6 +73,14 @@ class PlanInputs:
     fit: str = "besiroglu2024"
     gpu_catalog: str | None = None
     mix_dir: str | None = None
+    # Memory (memory.py, host.py, parallel.py).
+    optimizer: str = "adamw"  # adamw, adamw-8bit, sgd (with momentum)
+    shard_group_size: int | None = None  # ZeRO/FSDP shards over groups of this many GPUs (None = all)
+    host_memory_bytes: float = DEFAULT_HOST_MEMORY_BYTES  # host RAM per node
+    zero_init: bool = False  # sharded construction (deepspeed.zero.Init) at ZeRO-3
+    tensor_parallel: int | None = None  # Megatron-LM layout (a separate section of the plan)
+    pipeline_parallel: int | None = None
+    sequence_parallel: bool = False
 
 
 def _positive(problems: list[str], flag: str, value: float | None, allow_zero: bool = False) -> None:
@@ -136,6 +145,16 @@ def validate_inputs(inputs: PlanInputs) -> PlanInputs:
         p.append(f"--arch {inputs.arch!r}: use one of {', '.join(ARCHES)}")
     if inputs.precision not in PRECISIONS:
         p.append(f"--precision {inputs.precision!r}: use one of {', '.join(PRECISIONS)}")
+    if inputs.optimizer not in OPTIMIZERS:
+        p.append(f"--optimizer {inputs.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    _positive(p, "--host-memory", inputs.host_memory_bytes)
+    if inputs.shard_group_size is not None and (
+        inputs.shard_group_size <= 0 or (inputs.num_gpus and inputs.num_gpus % inputs.shard_group_size)
+    ):
+        p.append(
+            f"--shard-group-size {inputs.shard_group_size} must divide --gpus {inputs.num_gpus} "
+            "(each group of that many GPUs holds one sharded replica)"
+        )
     if inputs.offload not in OFFLOAD_LEVELS:
         p.append(f"--offload {inputs.offload!r}: use one of {', '.join(OFFLOAD_LEVELS)}")
     if inputs.fit not in FITS:

@@ -311,3 +311,23 @@ def estimate_memory(
         host_load_sharded_per_node=host.load_sharded,
         host_fits=None if host_memory_bytes is None else host.total <= host_memory_bytes,
     )
+
+
+def rule_of_thumb_bytes(
+    num_params: float, precision: str = "bf16", optimizer: str = "adamw"
+) -> dict[str, float]:
+    """The newcomer's rule ("1B parameters: 4 GB in fp32, ~16-20x that to train with Adam"), exactly:
+    bytes to hold the weights per storage precision, and per parameter to train (the ZeRO paper's
+    2 + 2 + K, and DeepSpeed's with its fp32 gradients) before any sharding."""
+    w, g, k = bytes_per_param(precision, optimizer)
+    paper = w + g + k
+    deepspeed = paper + (0.0 if precision == "fp32" else FP32_GRAD_BYTES)
+    return {
+        "weights_fp32_bytes": STORAGE_BYTES["fp32"] * num_params,  # 1B parameters = 4 GB
+        "weights_bf16_bytes": STORAGE_BYTES["bf16"] * num_params,
+        "weights_int8_bytes": STORAGE_BYTES["int8"] * num_params,
+        "train_states_bytes_per_param": paper,
+        "train_states_bytes": paper * num_params,
+        "train_upper_bytes_per_param": deepspeed,
+        "train_upper_bytes": deepspeed * num_params,
+    }

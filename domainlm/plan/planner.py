@@ -19,6 +19,8 @@ from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.plan import flops as fl
 from domainlm.plan.hardware import GpuSpec, check_trainable, get_gpu, load_catalog
 from domainlm.plan.inputs import DataSource, PlanInputs, validate_inputs
+from domainlm.plan.memory import rule_of_thumb_bytes
+from domainlm.plan.parallel import megatron_plan
 from domainlm.plan.recommend import recommend, resolve_recompute
 from domainlm.plan.result import ComputePlan, DataPlan, FitRow, Plan, Sizing, SourcePlan
 from domainlm.plan.scaling import (
@@ -33,7 +35,7 @@ from domainlm.plan.scaling import (
     params_for_tokens,
     rule_of_thumb,
 )
-from domainlm.plan.shapes import ModelShape, llama_shape_for, make_shape
+from domainlm.plan.shapes import ModelShape, llama_shape_for, make_shape, pin_params
 from domainlm.units import human_count
 
 AGREE_TOLERANCE = 0.05  # over-determined inputs may differ by this much (rounding in what users type)
@@ -127,14 +129,16 @@ def _build_shape(inputs: PlanInputs, target: float | None, vocab: int, seq_len: 
                 f"--params {inputs.params:.4g} disagrees with the shape given by --layers/--hidden/--heads, "
                 f"which has {shape.num_params:,} parameters; give one of them"
             )
-        return shape
+        return shape if inputs.params is None else pin_params(shape, inputs.params)
     smallest = make_shape("llama", 1, 128, 2, vocab)
     if target < smallest.num_params:
         raise ConfigError(
             f"the budget affords a ~{target:.3g}-parameter model, smaller than the smallest model with a "
             f"{vocab:,}-token vocabulary ({smallest.num_params:,}); raise --flops/--hours/--gpus or lower --vocab"
         )
-    return llama_shape_for(target, vocab)
+    shape = llama_shape_for(target, vocab)
+    # --params N is used exactly for FLOPs and memory; the shape illustrates it (ZeRO paper's 7.5B).
+    return shape if inputs.params is None else pin_params(shape, inputs.params)
 
 
 def _model_per_token(shape: ModelShape, seq_len: int) -> float:
@@ -328,10 +332,24 @@ def make_plan(inputs: PlanInputs) -> Plan:
         memory=table,
         recommendation=rec,
         gpu_memory_bytes=gpu.memory_bytes if gpu else None,
-        teaching=_teaching(n),
+        teaching=_teaching(n, inputs.precision, inputs.optimizer),
         notes=notes,
         no_fit=no_fit,
         flags=_flags(compute),
+        megatron=megatron_plan(
+            shape,
+            tensor=inputs.tensor_parallel,
+            pipeline=inputs.pipeline_parallel,
+            sequence_parallel=inputs.sequence_parallel,
+            recompute=mode,
+            num_gpus=num_gpus,
+            seq_len=seq_len,
+            micro_batch=rec.micro_batch if rec else inputs.micro_batch or 1,
+            global_batch_sequences=rec.global_batch_sequences if rec else num_gpus,
+            precision=inputs.precision,
+            gpu_memory_bytes=gpu.memory_bytes if gpu else None,
+        ),  # fmt: skip
+        host_memory_bytes=inputs.host_memory_bytes,
     )
 
 
@@ -457,15 +475,7 @@ def _notes(
     return notes
 
 
-def _teaching(num_params: int) -> dict[str, float]:
-    """The rules of thumb, for this model: 4 bytes/param fp32 weights; 16 (to ~24) bytes/param to train."""
-    return {
-        "weights_fp32_bytes": 4.0 * num_params,  # 1B parameters = 4 GB
-        "weights_bf16_bytes": 2.0 * num_params,
-        # Adam, mixed precision: 2 (weights) + 2 (grads) + 12 (fp32 master, momentum, variance);
-        # fp32 gradient accumulation buffers and temporaries add up to ~8 more in practice.
-        "train_states_bytes_per_param": 16.0,
-        "train_states_bytes": 16.0 * num_params,
-        "train_upper_bytes_per_param": 24.0,
-        "train_upper_bytes": 24.0 * num_params,
-    }
+def _teaching(num_params: int, precision: str = "bf16", optimizer: str = "adamw") -> dict[str, float]:
+    """The rules of thumb, for this model, exactly (memory.rule_of_thumb_bytes): bytes to hold the
+    weights in fp32 / bf16 / int8; per parameter to train, ZeRO paper (2 + 2 + K) and DeepSpeed."""
+    return rule_of_thumb_bytes(num_params, precision, optimizer)

@@ -7,7 +7,7 @@ every parameter twice per step (1.5x DDP's traffic), offload moves the optimizer
 Activation checkpointing (full recompute: the forward again, 2N + 4·L·H·T FLOPs per token, a third
 more) is turned on only when nothing fits without it; --recompute selective recomputes only the
 attention core (Korthikanti et al. 2022), which stores no s x s scores, like flash attention.
-When nothing fits, `NoFit` says which constraint failed: the user's micro-batch, or GPU memory.
+When nothing fits, `NoFit` says which constraint failed: the user's micro-batch, GPU memory, or host RAM.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from domainlm.plan import flops as fl
 from domainlm.plan.hardware import GpuSpec
+from domainlm.plan.host import host_memory, host_note
 from domainlm.plan.inputs import PlanInputs
 from domainlm.plan.memory import STRATEGIES, MemoryEstimate, Strategy, allowed_strategies, estimate_memory
 from domainlm.plan.shapes import ModelShape
@@ -49,6 +50,7 @@ class Recommendation:
     steps: int
     memory_per_gpu: float
     cpu_per_node: float
+    host_per_node: float  # host RAM per node: fp32 model load or offloaded states, x1.5 (host.py)
     step_seconds: float | None
     total_hours: float | None
     notes: list[str] = field(default_factory=list)
@@ -57,7 +59,8 @@ class Recommendation:
 @dataclass(frozen=True)
 class NoFit:
     """Why no strategy was recommended: `constraint` is "micro-batch" (the user's fits nowhere, a smaller
-    one would) or "memory" (not even one sequence fits any allowed strategy)."""
+    one would), "memory" (not even one sequence fits any allowed strategy) or "host RAM" (what fits the
+    GPUs needs more host RAM per node than --host-memory)."""
 
     constraint: str
     message: str
@@ -70,6 +73,11 @@ def resolve_recompute(inputs: PlanInputs) -> str | None:
     if inputs.activation_checkpointing is not None:
         return "full" if inputs.activation_checkpointing else "none"
     return None
+
+
+def gpus_per_node(inputs: PlanInputs, num_gpus: int) -> int:
+    """GPUs per node for host RAM: --gpus / --nodes; without --nodes at most 8 (DGX/HGX nodes hold 8)."""
+    return num_gpus // inputs.nodes if inputs.nodes > 1 else min(num_gpus, 8)
 
 
 def useful_micro_batch(inputs: PlanInputs, seq_len: int) -> int:
@@ -88,7 +96,18 @@ def _estimate(inputs, shape, seq_len, num_gpus, memory, strategy: Strategy, mb: 
         gpu_memory_bytes=memory,
         # selective recompute keeps no attention scores, as flash attention does not
         flash_attention=inputs.flash_attention or inputs.recompute == "selective",
+        optimizer=inputs.optimizer,
+        num_params=inputs.params,  # --params N sizes the states exactly; the shape illustrates it
+        shard_group_size=inputs.shard_group_size,
+        gpus_per_node=gpus_per_node(inputs, num_gpus),
+        host_memory_bytes=inputs.host_memory_bytes,
+        zero_init=inputs.zero_init,
     )
+
+
+def _fits(estimate: MemoryEstimate, micro_batch: int) -> bool:
+    """`micro_batch` sequences fit the GPU and the node's host RAM (--host-memory)."""
+    return estimate.max_micro_batch >= micro_batch and estimate.host_fits is not False
 
 
 def _choose(inputs, shape, seq_len, num_gpus, memory) -> tuple[Strategy, bool, bool] | None:
@@ -99,18 +118,17 @@ def _choose(inputs, shape, seq_len, num_gpus, memory) -> tuple[Strategy, bool, b
     allowed = allowed_strategies(inputs.offload)
     for ckpt in ckpts:
         for strategy in allowed:
-            if (
-                _estimate(inputs, shape, seq_len, num_gpus, memory, strategy, useful, ckpt).max_micro_batch
-                >= useful
-            ):
+            if _fits(_estimate(inputs, shape, seq_len, num_gpus, memory, strategy, useful, ckpt), useful):
                 return strategy, ckpt, True
     if inputs.micro_batch is not None:
         return None  # the micro-batch the user asked for fits nowhere
-    best = max(
-        ((s, c) for c in ckpts for s in allowed),
-        key=lambda sc: _estimate(inputs, shape, seq_len, num_gpus, memory, sc[0], 1, sc[1]).max_micro_batch,
-    )
-    if _estimate(inputs, shape, seq_len, num_gpus, memory, best[0], 1, best[1]).max_micro_batch < 1:
+
+    def roomy(sc) -> tuple[bool, int]:
+        one = _estimate(inputs, shape, seq_len, num_gpus, memory, sc[0], 1, sc[1])
+        return one.host_fits is not False, one.max_micro_batch
+
+    best = max(((s, c) for c in ckpts for s in allowed), key=roomy)
+    if not _fits(_estimate(inputs, shape, seq_len, num_gpus, memory, best[0], 1, best[1]), 1):
         return None
     return best[0], best[1], False
 
@@ -140,6 +158,14 @@ def _no_fit(inputs, shape, seq_len, num_gpus, gpu: GpuSpec, table: list[MemoryEs
     ones = [_estimate(inputs, shape, seq_len, num_gpus, gpu.memory_bytes, s, 1, ckpt) for s in allowed]
     best = max(ones, key=lambda e: (e.max_micro_batch, -e.total))
     cap = f"{gpu.memory_bytes / 1e9:.1f} GB {gpu.name}"
+    on_gpu = [e for e in ones if e.max_micro_batch >= 1]
+    if on_gpu and not any(e.host_fits is not False for e in on_gpu):
+        least_host = min(on_gpu, key=lambda e: e.host_per_node)
+        host = host_memory(
+            inputs.params or shape.num_params, shape.largest_module_params(), least_host.cpu_per_gpu,
+            least_host.zero_stage, gpus_per_node(inputs, num_gpus), inputs.zero_init,
+        )  # fmt: skip
+        return NoFit("host RAM", host_note(least_host.strategy, host, inputs.host_memory_bytes))
     if inputs.micro_batch is not None and best.max_micro_batch >= 1:
         return NoFit(
             "micro-batch",
@@ -218,6 +244,7 @@ def recommend(
             steps=steps,
             memory_per_gpu=chosen.total,
             cpu_per_node=chosen.cpu_per_gpu * gpus_per_node,
+            host_per_node=chosen.host_per_node,
             step_seconds=step_s,
             total_hours=step_s * steps / 3600.0 if step_s else None,
             notes=notes,

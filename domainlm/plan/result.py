@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from domainlm.plan.memory import MemoryEstimate
+from domainlm.plan.parallel import MegatronMemory
 from domainlm.plan.recommend import NoFit, Recommendation
 from domainlm.plan.shapes import ModelShape
 
@@ -116,6 +117,9 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     no_fit: NoFit | None = None  # why there is no recommendation although a GPU was given
     flags: list[str] = field(default_factory=list)  # absurd resources, said before anything else
+    # Megatron-LM layout (--tensor-parallel/--pipeline-parallel): a separate path from DeepSpeed's.
+    megatron: MegatronMemory | None = None
+    host_memory_bytes: float | None = None  # --host-memory: RAM per node the plan is checked against
 
     def to_dict(self) -> dict:
         return {
@@ -131,5 +135,7 @@ class Plan:
             "reason": asdict(self.no_fit) if self.no_fit else None,
             "flags": self.flags,
             "teaching": self.teaching,
+            "megatron": self.megatron.to_dict() if self.megatron else None,
+            "host_memory_bytes": self.host_memory_bytes,
             "notes": self.notes,
         }

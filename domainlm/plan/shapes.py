@@ -7,6 +7,7 @@ BLOOM-style BloombergGPT (70 layers, hidden 7680, vocab 131,072) counts 50.56B, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -30,6 +31,9 @@ class ModelShape:
     vocab_size: int
     tie_embeddings: bool
     max_positions: int = 0  # learned position table size (gpt2 only)
+    # --params N: the count FLOPs and memory use, exactly; the shape then only illustrates N (its
+    # activations, its largest module) and keeps its own count in `shape_params`.
+    pinned_params: int | None = None
 
     @property
     def head_dim(self) -> int:
@@ -70,6 +74,11 @@ class ModelShape:
 
     @property
     def num_params(self) -> int:
+        """The parameter count the plan uses: --params N when pinned, else `shape_params`."""
+        return self.shape_params if self.pinned_params is None else self.pinned_params
+
+    @property
+    def shape_params(self) -> int:
         """Total distinct parameters, as `model.num_parameters()` counts them (tied weights once)."""
         return (
             self.embedding_params()
@@ -85,7 +94,17 @@ class ModelShape:
         return self.num_params - self.embedding_params() + tied_head
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "head_dim": self.head_dim, "num_params": self.num_params}
+        return {
+            **asdict(self),
+            "head_dim": self.head_dim,
+            "num_params": self.num_params,
+            "shape_params": self.shape_params,
+        }
+
+
+def pin_params(shape: ModelShape, num_params: float) -> ModelShape:
+    """The shape standing for exactly `num_params` parameters (--params N)."""
+    return dataclasses.replace(shape, pinned_params=int(round(num_params)))
 
 
 def validate_shape(shape: ModelShape) -> ModelShape:

@@ -23,10 +23,11 @@ def test_chinchilla_budget_alone():
 
 def test_params_only_trains_compute_optimally():
     plan = make_plan(PlanInputs(params=7e9))
-    assert plan.shape.num_params == 6_738_415_616
-    # Tokens for which 6.74B is optimal under the corrected fit: 20.7 tokens/param (the ratio
+    # --params is used exactly; the Llama-7B shape (6,738,415,616 of its own) only illustrates it.
+    assert (plan.shape.num_params, plan.shape.shape_params) == (7_000_000_000, 6_738_415_616)
+    # Tokens for which 7B is optimal under the corrected fit: 20.6 tokens/param (the ratio
     # falls slowly with scale under this fit, to 18.4 at 72B).
-    assert plan.sizing.tokens_per_param == pytest.approx(20.67, abs=0.01)
+    assert plan.sizing.tokens_per_param == pytest.approx(20.63, abs=0.01)
 
 
 def test_hardware_budget_fills_the_hours():
@@ -65,9 +66,16 @@ def test_nothing_fits_gives_no_recommendation():
 
 def test_offload_is_used_only_when_allowed():
     none = make_plan(PlanInputs(params=70e9, gpu_type="a100-80gb", num_gpus=8))
-    allowed = make_plan(PlanInputs(params=70e9, gpu_type="a100-80gb", num_gpus=8, offload="params"))
+    # Offloading 70B on one node needs 1.68 TB of host RAM with sharded construction (zero.Init):
+    # a 2 TiB node (DGX H100) has it, the default 1 TiB node does not.
+    kw = dict(params=70e9, gpu_type="a100-80gb", num_gpus=8, offload="params")
+    allowed = make_plan(PlanInputs(**kw, zero_init=True, host_memory_bytes=2 * 1024**4))
     assert none.recommendation is None or none.recommendation.offload == "none"
     assert allowed.recommendation is not None and allowed.recommendation.offload != "none"
+    assert allowed.recommendation.host_per_node == pytest.approx(1.5 * 16 * 70e9)
+    small_host = make_plan(PlanInputs(**kw))
+    assert small_host.no_fit.constraint == "host RAM"
+    assert "3,360 GB of host RAM per node" in small_host.no_fit.message
 
 
 def test_bloomberggpt_plan_reports_data_constraint():
