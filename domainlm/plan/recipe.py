@@ -26,6 +26,11 @@ def recipe_dict(plan: Plan, mix_dir: str | Path, recipe_path: Path, name: str, n
         raise ConfigError("--write-recipe: the plan has no recommended strategy (give --gpu-type and --gpus)")
     if shape.arch != "llama":
         raise ConfigError(f"--write-recipe: domainlm pretrain trains --arch llama, not {shape.arch}")
+    if rec.recompute == "selective":  # pretrain's deepspeed.activation_checkpointing is all or nothing
+        raise ConfigError(
+            "--write-recipe: domainlm pretrain recomputes whole layers or nothing "
+            "(deepspeed.activation_checkpointing); plan with --recompute full or none"
+        )
     num_gpus = plan.compute.num_gpus or 1
     mix = os.path.relpath(Path(mix_dir).resolve(), recipe_path.resolve().parent)
     return {

@@ -177,3 +177,10 @@ def test_absurd_plan_is_flagged_first():
     assert result.exit_code == 0, result.output
     first = result.stdout.splitlines()[0]
     assert first.startswith("WARNING: this plan needs") and "GPU-years" in first
+
+
+def test_write_recipe_refuses_selective_recompute(mix_dir, tmp_path):
+    out = tmp_path / "r.yaml"
+    args = [*A100_30_DAYS, "--mix", str(mix_dir), "--recompute", "selective", "--write-recipe", str(out)]
+    result = runner.invoke(app, args)
+    assert "plan with --recompute full or none" in str(result.exception) and not out.exists()

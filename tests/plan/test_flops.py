@@ -92,3 +92,15 @@ def test_narayanan_end_to_end_training_time(layers, hidden, heads, tokens, gpus,
     eq4 = narayanan_training_seconds(tokens, plan.shape.num_params, gpus, tflops * 1e12) / 86400
     assert eq4 == pytest.approx(days, rel=0.02)
     assert plan.compute.hfu == pytest.approx(tflops / 312) and plan.compute.mfu < plan.compute.hfu
+
+
+def test_gpt3_compute_in_pf_days_both_conventions():
+    """Brown et al. 2020 (GPT-3) Table D.1: 175B on 300B tokens = 3.14e23 FLOPs = 3,640 PF-days, counted
+    as 6ND. The report gives that figure labelled, beside the attention-inclusive total (+2.8%)."""
+    plan = make_plan(
+        PlanInputs(shape=ShapeSpec(96, 12288, 96), arch="gpt2", vocab_size=50257, seq_len=2048, tokens=300e9)
+    )
+    c = plan.compute
+    assert c.flops_6nd == pytest.approx(3.14e23, rel=0.01)
+    assert c.pflops_days_6nd == pytest.approx(3640, rel=0.01)
+    assert c.pflops_days / c.pflops_days_6nd == pytest.approx(1.028, abs=0.003)
