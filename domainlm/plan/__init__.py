@@ -8,27 +8,35 @@ Module API (pretrain's `--dry-run` and training metrics use it):
 
     from domainlm.plan.memory import STRATEGIES, estimate_memory     # one strategy, one micro-batch
     from domainlm.plan.flops import flops_per_token, mfu             # 6N + 12·L·H·T; MFU
+    from domainlm.plan.flops import hardware_flops_per_token         # + recompute (HFU's numerator)
+    from domainlm.plan.progress import run_progress                  # a run's metrics -> MFU/HFU, ETA
     from domainlm.plan.hardware import get_gpu, gpu_for_device       # catalog; device name -> GpuSpec | None
     from domainlm.plan.shapes import make_shape, llama_shape_for     # exact parameter counts
 
-Modules: hardware (GPU catalog), flops, scaling (Chinchilla rule, Hoffmann / Besiroglu fits,
-Muennighoff data-constrained), shapes, memory (ZeRO stages, offload, Korthikanti activations),
+Modules: hardware (GPU catalog), flops (model/hardware FLOPs, MFU/HFU), scaling (Chinchilla rule,
+Hoffmann rounded/unrounded/Approaches 1-2, Besiroglu, Kaplan, Muennighoff data-constrained), shapes, memory (ZeRO stages, offload, Korthikanti activations),
 inputs (PlanInputs, mix manifest reader), recommend (strategy and batch schedule), result (Plan
-and its sections), planner (make_plan -> Plan), recipe (--write-recipe).
+and its sections), planner (make_plan -> Plan), recipe (--write-recipe), progress (--from-run).
 
 `Plan.to_dict()` is `domainlm plan --json`. Units: FLOPs, parameters, tokens and bytes are plain
 numbers (bytes, not GB); times in hours/days/seconds as named. Keys:
-- sizing: flops (the compute the plan spends, in 6ND units or the hardware budget), chosen_by,
-  target_params, params (exact, of the shape), tokens, tokens_per_param, rule_params/rule_tokens
-  (20 tokens/param), fit / fit_source / fit_params / fit_tokens (the fit used), other_fit /
-  other_fit_params / other_fit_tokens, predicted_loss (nats/token, data-constrained if data known).
+- sizing: flops (model FLOPs the plan spends, tokens x (6N + 12·L·H·T), never above the budget),
+  budget_flops (--flops or the hardware budget; null without one), chosen_by, target_params, params
+  (exact, of the shape), tokens, tokens_per_param, rule_params/rule_tokens (20 tokens/param), fit /
+  fit_source / fit_params / fit_tokens (the fit used), fits: [{name, source, params, tokens, used}]
+  (every fit's optimum at C = 6ND), loss_fit (the parametric fit the loss comes from),
+  predicted_loss (nats/token, data-constrained if data known; null when above ln(vocab)).
 - data (null without --mix / --domain-tokens): unique_tokens, tokens, epochs, effective_tokens
   (Muennighoff), short_of_rule, short_of_fit, best_params / best_tokens / best_epochs (the
-  loss-minimizing split for the unique data), one_epoch_params, sources: [{name,
+  loss-minimizing split for the unique data; null outside the data-constrained fit's validity),
+  outside_fit (why it does not hold: [] when it does), tokens_needed / unique_tokens_needed (the
+  chosen size's compute-optimal tokens; unique at 4 epochs), one_epoch_params, sources: [{name,
   available_tokens, ratio, tokens, epochs, effective_tokens}].
-- compute: flops_6nd, flops_per_token (PaLM), flops (tokens x flops_per_token), attention_share,
-  pflops_days, gpu_type, num_gpus, peak_flops (dense, at the precision), mfu, mfu_assumed,
-  gpu_hours, days, budget_hours, cost (USD, with --price-per-gpu-hour).
+- compute: flops_6nd / pflops_days_6nd (the GPT-3/Chinchilla convention), flops_per_token (PaLM),
+  flops (tokens x flops_per_token) / pflops_days, attention_share, recompute (none, selective,
+  full), hardware_flops_per_token / hardware_flops (with recompute), gpu_type, num_gpus, peak_flops
+  (dense, at the precision), mfu, hfu, utilization_given (mfu, hfu or assumed), mfu_assumed,
+  gpu_hours, gpu_years, days, budget_hours, cost (USD, with --price-per-gpu-hour).
 - shape: arch, num_layers, hidden_size, num_heads, num_kv_heads, ffn_size, vocab_size,
   tie_embeddings, max_positions, head_dim, num_params.
 - seq_len, precision, gpu_memory_bytes.
@@ -37,11 +45,14 @@ numbers (bytes, not GB); times in hours/days/seconds as named. Keys:
   offload, micro_batch, weights, grads, optimizer, activations, working, total, cpu_per_gpu (bytes
   per GPU in host memory), fits, max_micro_batch.
 - recommendation (null without --gpu-type or when nothing fits): strategy, zero_stage, offload,
-  activation_checkpointing, num_gpus, micro_batch, max_micro_batch, useful_micro_batch,
+  activation_checkpointing, recompute, num_gpus, micro_batch, max_micro_batch, useful_micro_batch,
   fits_useful, gradient_accumulation, global_batch_sequences, global_batch_tokens, steps,
   memory_per_gpu, cpu_per_node, step_seconds, total_hours, notes.
 - teaching: weights_fp32_bytes, weights_bf16_bytes, train_states_bytes_per_param (16),
   train_states_bytes, train_upper_bytes_per_param (24), train_upper_bytes.
+- reason (null unless --gpu-type was given and nothing fits; then exit status 3): {constraint
+  ("micro-batch" or "memory"), message}.
+- flags: absurd resources (more than 1,000 GPU-years, HFU above 100%), printed first.
 - notes: assumptions and warnings, one sentence each.
 """
 
