@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from domainlm.cli.options import Json, Overwrite, Quiet, out_option
+from domainlm.cli.options import Json, Overwrite, Quiet, StorageOptions, out_option, use_storage_options
 from domainlm.config import resolve_cli_path
 from domainlm.errors import ConfigError
 from domainlm.mix.build import MixResult, build_mix
@@ -143,7 +143,7 @@ def mix(
         str | None,
         typer.Option(help="HF tokenizer directory, tokenizer.json, or gpt2 / bert-base-uncased (shipped)."),
     ] = None,
-    out: Annotated[str | None, out_option("Output mix directory.")] = None,
+    out: Annotated[str | None, out_option("Output mix directory, or a URL such as s3://bucket/mix.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the held-out split and the shuffle.")] = None,
     total_tokens: Annotated[str | None, typer.Option(help="Training tokens (50M, 1.5B) or 'all'.")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Tokens per packed sequence.")] = None,
@@ -163,10 +163,12 @@ def mix(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Tokenize every file, read and write no token cache.")
     ] = False,
+    storage_option: StorageOptions = None,
     quiet: Quiet = False,
     as_json: Json = False,
 ) -> None:
     """Mix corpora by token ratio into packed, shuffled token shards with a manifest."""
+    use_storage_options(storage_option)
     loaded = load_mix_config(config, set_ or [])
     resolved = apply_flags(
         loaded, config, tokenizer=tokenizer, out=out, seed=seed, total_tokens=total_tokens, seq_len=seq_len

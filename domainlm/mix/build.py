@@ -34,6 +34,8 @@ from domainlm.mix.shards import build_manifest, pack_val, write_train_shards
 from domainlm.mix.sources import SourceTokens, tokenize_source
 from domainlm.outputs import atomic_output_dir, remove_tree, write_json
 from domainlm.progress import make_progress
+from domainlm.storage import is_url, local_path_of
+from domainlm.storage.output import remote_output_dir
 from domainlm.tokenizer.load import LoadedTokenizer
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ class MixResult:
     sources: list[SourceTokens]
     tokenizer: LoadedTokenizer
     seconds: float
-    out: Path | None = None
+    out: Path | str | None = None  # a str for a URL (s3://bucket/mix)
     manifest: dict | None = None
     phases: list[PhaseAllocation] = field(default_factory=list)  # in training order (one without `phases:`)
 
@@ -188,14 +190,10 @@ def build_mix(
         raise ConfigError("no output directory: pass --out DIR, or set `out:` in the YAML")
     loaded = load_mix_tokenizer(config.tokenizer, config.eos_token)
     readers = _readers(config, strict)
-    out = None if dry_run else Path(config.out)
-    inputs = [loaded.path, *(f for reader in readers for f in reader.files)]
+    out = None if dry_run else config.out
+    inputs = [loaded.path, *(f for reader in readers for f in reader.files if isinstance(f, Path))]
     token_cache = open_cache(cache)
-    output = (
-        contextlib.nullcontext(None)
-        if out is None
-        else atomic_output_dir(out, overwrite=overwrite, command="mix", inputs=inputs)
-    )
+    output = _output(out, overwrite, inputs, quiet)
     with output as root, make_progress(quiet) as progress:
         encoder = LazyEncoder(loaded, lambda: _encoder(loaded, readers))
         sources = _tokenize_all(config, readers, encoder, root, progress, token_cache)
@@ -205,4 +203,19 @@ def build_mix(
             name = _encoder_name(sources, encoder)
             manifest = _write_outputs(root, config, loaded, schedule, sources, progress, name)
     seconds = time.perf_counter() - started
-    return MixResult(schedule.allocations, sources, loaded, seconds, out, manifest, schedule.phases)
+    shown = None if out is None else out if is_url(out) else Path(out)
+    return MixResult(schedule.allocations, sources, loaded, seconds, shown, manifest, schedule.phases)
+
+
+def _output(
+    out: str | None, overwrite: bool, inputs: list[Path], quiet: bool
+) -> contextlib.AbstractContextManager[Path | None]:
+    """Nothing (dry run), a local temp dir renamed into place, or for a URL (s3://bucket/mix) a local
+    staging dir uploaded with manifest.json last (domainlm.storage.output): same bytes either way."""
+    if out is None:
+        return contextlib.nullcontext(None)
+    if is_url(out) and local_path_of(out) is None:
+        last = (layout.MANIFEST_NAME,)
+        return remote_output_dir(out, overwrite=overwrite, command="mix", last=last, quiet=quiet)
+    local = local_path_of(out) or Path(out)
+    return atomic_output_dir(local, overwrite=overwrite, command="mix", inputs=inputs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ _counter = itertools.count()
 def s3_endpoint() -> str:
     from moto.server import ThreadedMotoServer  # the dev extra: missing it is an install error
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
