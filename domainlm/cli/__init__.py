@@ -34,6 +34,7 @@ COMMAND_MODULES: list[str] = [
     "domainlm.cli.plan",
     "domainlm.cli.pretrain",
     "domainlm.cli.eval",
+    "domainlm.cli.mixsearch",
     "domainlm.cli.generate",
     "domainlm.cli.demo",
 ]
