@@ -87,6 +87,7 @@ def test_from_run_reports_mfu_hfu_and_time_to_finish(run_dir):
 
 
 def test_from_run_errors_name_the_file(run_dir, tmp_path):
+    """No train records yet, a dir pretrain did not prepare, plan flags with --from-run: one-line errors."""
     with pytest.raises(DataError, match=r"metrics.jsonl: no train records"):
         run_progress(
             [{"kind": "eval", "step": 1}], max_steps=10, tokens_per_step=1, world_size=1, recompute="none"
