@@ -11,6 +11,7 @@ import typer
 from domainlm.cli.options import Json, Quiet
 from domainlm.config import parse_count
 from domainlm.errors import ConfigError
+from domainlm.plan.host import parse_host_memory
 from domainlm.plan.inputs import PlanInputs, ShapeSpec, two_sources
 from domainlm.plan.planner import make_plan
 from domainlm.plan.report import print_plan
@@ -84,6 +85,27 @@ def plan_command(
         "none", "--offload", help="most CPU offload to consider: none, optimizer, params"
     ),
     attention: str = typer.Option("flash", "--attention", help="flash (SDPA, no stored scores) or eager"),
+    optimizer: str = typer.Option(
+        "adamw", "--optimizer", help="adamw (12 B/param mixed), adamw-8bit (6.03), sgd (momentum, 8)"
+    ),
+    shard_group_size: int = typer.Option(
+        None,
+        "--shard-group-size",
+        help="shard ZeRO/FSDP states over groups of this many GPUs (MiCS, HYBRID_SHARD)",
+    ),
+    host_memory: str = typer.Option(
+        "1TiB", "--host-memory", help="host RAM per node, e.g. 1TiB (default, DGX A100), 2TiB (DGX H100)"
+    ),
+    zero_init: bool = typer.Option(
+        False, "--zero-init/--no-zero-init", help="ZeRO-3 sharded construction (zero.Init): load RAM per rank"
+    ),
+    tensor_parallel: int = typer.Option(
+        None, "--tensor-parallel", help="Megatron-LM layout: tensor-parallel size t (separate section)"
+    ),
+    pipeline_parallel: int = typer.Option(None, "--pipeline-parallel", help="Megatron-LM layout: stages p"),
+    sequence_parallel: bool = typer.Option(
+        False, "--sequence-parallel", help="Megatron-LM layout: sequence parallelism (needs t > 1)"
+    ),
     price: float = typer.Option(None, "--price-per-gpu-hour", help="USD per GPU-hour, for the cost"),
     fit: str = typer.Option(
         "besiroglu2024", "--fit", help="scaling-law constants: besiroglu2024 or hoffmann2022"
@@ -105,7 +127,7 @@ def plan_command(
     """Size the model and tokens against a compute budget; time, cost and memory per GPU.
 
     Exit status: 0 a plan; 2 an input error; 3 nothing fits the given GPUs (the failing constraint,
-    micro-batch or memory, is printed and is `reason` in --json).
+    micro-batch, memory or host RAM, is printed and is `reason` in --json).
     """
     if from_run is not None:
         given = {"--flops": flops, "--params": params, "--tokens": tokens, "--mix": mix, "--gpus": gpus}
@@ -150,6 +172,13 @@ def plan_command(
         fit=fit,
         gpu_catalog=str(gpu_catalog) if gpu_catalog else None,
         mix_dir=str(mix) if mix else None,
+        optimizer=optimizer,
+        shard_group_size=shard_group_size,
+        host_memory_bytes=parse_host_memory(host_memory),
+        zero_init=zero_init,
+        tensor_parallel=tensor_parallel,
+        pipeline_parallel=pipeline_parallel,
+        sequence_parallel=sequence_parallel,
     )  # fmt: skip
     plan = make_plan(inputs)
     if write_recipe is not None:

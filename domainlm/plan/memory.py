@@ -80,12 +80,13 @@ class Strategy:
         return "params" if self.offload_params else "optimizer" if self.offload_optimizer else "none"
 
     def fsdp(self, grouped: bool = False) -> str:
-        """The PyTorch FSDP sharding strategy with the same memory, or why there is none."""
-        if self.offload_optimizer and not self.offload_params:
-            return "none (FSDP's CPUOffload also offloads the parameters)"
+        """The PyTorch FSDP sharding strategy with the same memory; "none" where FSDP has none (it has
+        no optimizer-only sharding, and its CPUOffload moves the parameters with the optimizer)."""
         if self.offload_params:
-            return ("HYBRID_SHARD" if grouped else "FULL_SHARD") + " + CPUOffload(offload_params=True)"
-        names = {0: "NO_SHARD (DDP)", 1: "none (no optimizer-only sharding)"}
+            return ("HYBRID_SHARD" if grouped else "FULL_SHARD") + "+CPUOffload"
+        if self.offload_optimizer:
+            return "none"
+        names = {0: "NO_SHARD", 1: "none"}
         names[2] = "_HYBRID_SHARD_ZERO2" if grouped else "SHARD_GRAD_OP"
         names[3] = "HYBRID_SHARD" if grouped else "FULL_SHARD"
         return names[self.zero_stage]

@@ -47,6 +47,7 @@ class MegatronLayout:
     sequence_parallel: bool = False
     recompute: str = "none"
     virtual_stages: int = 1  # interleaved 1F1B schedule
+    flash_attention: bool = False  # fused attention (--use-flash-attn) stores no a·s scores either
     distributed_optimizer: bool = True
 
 
@@ -83,7 +84,9 @@ def layer_activation_bytes_tp(
     unsplit = 4 * e + 2  # two LayerNorm inputs, QKV and MLP inputs; two 1-byte dropout masks
     unsplit /= t if layout.sequence_parallel else 1
     split = (4 * e + 2 * e * shape.ffn_size / h) / t  # Q, K, V, projection input; GeLU in and out
-    scores = 0.0 if layout.recompute == "selective" else (2 * e + 1) * a * s / (h * t)
+    scores = (
+        0.0 if layout.recompute == "selective" or layout.flash_attention else (2 * e + 1) * a * s / (h * t)
+    )
     return sbh * (unsplit + split + scores)
 
 
@@ -167,13 +170,16 @@ def megatron_plan(
     global_batch_sequences: int,
     precision: str,
     gpu_memory_bytes: float | None,
+    flash_attention: bool = False,
 ) -> MegatronMemory | None:
     """The Megatron-LM section of a plan, when --tensor-parallel or --pipeline-parallel is given."""
     if tensor is None and pipeline is None:
         if sequence_parallel:
             raise ConfigError("--sequence-parallel needs --tensor-parallel > 1 (a Megatron-LM layout)")
         return None
-    layout = MegatronLayout(tensor or 1, pipeline or 1, sequence_parallel, recompute)
+    layout = MegatronLayout(
+        tensor or 1, pipeline or 1, sequence_parallel, recompute, flash_attention=flash_attention
+    )
     return megatron_memory(
         shape,
         num_params=shape.num_params,

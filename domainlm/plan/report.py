@@ -9,6 +9,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from domainlm.plan.report_memory import megatron_table, rules_of_thumb, strategies_table
 from domainlm.plan.result import Plan
 from domainlm.units import format_duration, human_count
 
@@ -128,6 +129,16 @@ def _shape(plan: Plan) -> Table:
             ("vocab / seq len", f"{s.vocab_size:,} / {plan.seq_len:,}"),
             ("tied embeddings", "yes" if s.tie_embeddings else "no"),
             ("parameters (exact)", f"{s.num_params:,} ({s.matmul_params:,} in matmuls)"),
+            *(
+                [
+                    (
+                        "shape's own count",
+                        f"{s.shape_params:,} (illustrates --params; FLOPs and memory use the exact N)",
+                    )
+                ]
+                if s.pinned_params is not None
+                else []
+            ),
         ],
     )
 
@@ -138,7 +149,8 @@ def _memory(plan: Plan) -> Table:
     mb = plan.memory[0].micro_batch
     ckpt = "on" if rec and rec.activation_checkpointing else "off"
     table = Table(
-        title=f"Memory per GPU, GB ({cap}; {plan.precision}; micro-batch {mb}; checkpointing {ckpt})",
+        title=f"Memory per GPU, GB ({cap}; {plan.precision}; micro-batch {mb}; checkpointing {ckpt}; "
+        "DeepSpeed: grads incl. its fp32 partition, buffers incl. ZeRO-3's gathered module)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
@@ -159,8 +171,8 @@ def _memory(plan: Plan) -> Table:
         fits = ("yes" if m.fits else "no") if plan.gpu_memory_bytes else "-"
         chosen = rec is not None and m.strategy == rec.strategy
         table.add_row(
-            m.strategy + (" *" if chosen else ""), _gb(m.weights), _gb(m.grads), _gb(m.optimizer),
-            _gb(m.activations), _gb(m.working), _gb(m.total), fits,
+            m.strategy + (" *" if chosen else ""), _gb(m.weights), _gb(m.grads + m.grads_fp32), _gb(m.optimizer),
+            _gb(m.activations), _gb(m.working + m.gathered), _gb(m.total), fits,
             str(m.max_micro_batch) if plan.gpu_memory_bytes else "-", _gb(m.cpu_per_gpu),
         )  # fmt: skip
     return table
@@ -174,7 +186,6 @@ def _recommendation(plan: Plan) -> Table:
                 "Recommendation", [("nothing fits", f"{plan.no_fit.constraint}: {plan.no_fit.message}")]
             )
         return _kv("Recommendation", [("strategy", "give --gpu-type")])
-    t = plan.teaching
     rows = [
         ("strategy", f"{r.strategy} (ZeRO stage {r.zero_stage}, offload {r.offload})"),
         ("activation checkpointing", f"{'on' if r.activation_checkpointing else 'off'} (recompute: {r.recompute})"),
@@ -183,23 +194,21 @@ def _recommendation(plan: Plan) -> Table:
                          f"({r.micro_batch} x {r.gradient_accumulation} accumulation x {r.num_gpus} GPUs)"),
         ("steps", f"{r.steps:,}"),
         ("memory per GPU", f"{_gb(r.memory_per_gpu)} GB" + (f", CPU {_gb(r.cpu_per_node)} GB per node" if r.cpu_per_node else "")),
+        ("host RAM per node", f"{_gb(r.host_per_node)} GB (fp32 model load or offloaded states, x1.5; --host-memory {_gb(plan.host_memory_bytes or 0)} GB)"),
     ]  # fmt: skip
     if r.step_seconds:
         rows.append(("step time / total", f"{r.step_seconds:.2f} s / {_hours(r.total_hours)}"))
-    rows.append(
-        (
-            "rules of thumb",
-            f"1B params = 4 GB fp32 weights; this model {_gb(t['weights_fp32_bytes'])} GB fp32, "
-            f"{_gb(t['weights_bf16_bytes'])} GB bf16; Adam mixed precision ~16-24 bytes/param = "
-            f"{_gb(t['train_states_bytes'])}-{_gb(t['train_upper_bytes'])} GB of model states",
-        )
-    )
+    rows.append(("rules of thumb", rules_of_thumb(plan)))
     return _kv("Recommendation", rows)
 
 
 def plan_tables(plan: Plan) -> list[Table]:
     """The plan's sections in reading order: sizing, data, compute, shape, memory, recommendation."""
-    return [_sizing(plan), *_data(plan), _compute(plan), _shape(plan), _memory(plan), _recommendation(plan)]
+    megatron = megatron_table(plan)
+    return [
+        _sizing(plan), *_data(plan), _compute(plan), _shape(plan), _memory(plan), strategies_table(plan),
+        _recommendation(plan), *([megatron] if megatron is not None else []),
+    ]  # fmt: skip
 
 
 def print_plan(plan: Plan, console: Console | None = None) -> None:
