@@ -42,16 +42,23 @@ numbers (bytes, not GB); times in hours/days/seconds as named. Keys:
 - seq_len, precision, gpu_memory_bytes.
 - memory: one row per strategy (ddp, zero1, zero2, zero3, zero2+offload-opt, zero3+offload-opt,
   zero3+offload-all) at the recommended micro-batch and checkpointing: strategy, zero_stage,
-  offload, micro_batch, weights, grads, optimizer, activations, working, total, cpu_per_gpu (bytes
-  per GPU in host memory), fits, max_micro_batch.
+  offload, fsdp (the FSDP equivalent or "none"), micro_batch, shard_group_size, weights, grads
+  (16-bit), grads_fp32 (DeepSpeed's fp32 partition), optimizer, gathered (ZeRO-3's largest module),
+  activations, working, total, model_states_paper (the ZeRO paper's 2+2+K, no offload),
+  cpu_per_gpu (bytes per GPU in host memory), fits, max_micro_batch, host_per_node (host RAM per
+  node, x1.5), host_load_per_node, host_load_sharded_per_node (with zero.Init), host_fits.
 - recommendation (null without --gpu-type or when nothing fits): strategy, zero_stage, offload,
   activation_checkpointing, recompute, num_gpus, micro_batch, max_micro_batch, useful_micro_batch,
   fits_useful, gradient_accumulation, global_batch_sequences, global_batch_tokens, steps,
-  memory_per_gpu, cpu_per_node, step_seconds, total_hours, notes.
-- teaching: weights_fp32_bytes, weights_bf16_bytes, train_states_bytes_per_param (16),
-  train_states_bytes, train_upper_bytes_per_param (24), train_upper_bytes.
+  memory_per_gpu, cpu_per_node, host_per_node, step_seconds, total_hours, notes.
+- teaching: weights_fp32_bytes, weights_bf16_bytes, weights_int8_bytes, train_states_bytes_per_param
+  (the ZeRO paper's 2+2+K: 16 for AdamW in mixed precision), train_states_bytes,
+  train_upper_bytes_per_param (as DeepSpeed allocates, with fp32 gradients: 20), train_upper_bytes.
+- megatron (null without --tensor-parallel/--pipeline-parallel): tensor, pipeline, data,
+  sequence_parallel, recompute, params_per_gpu, model_states, activations (first stage), total,
+  micro_batches, bubble_fraction, fits. host_memory_bytes: --host-memory.
 - reason (null unless --gpu-type was given and nothing fits; then exit status 3): {constraint
-  ("micro-batch" or "memory"), message}.
+  ("micro-batch", "memory" or "host RAM"), message}.
 - flags: absurd resources (more than 1,000 GPU-years, HFU above 100%), printed first.
 - notes: assumptions and warnings, one sentence each.
 """
