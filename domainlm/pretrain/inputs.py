@@ -19,6 +19,7 @@ from typing import Any
 from domainlm.errors import ConfigError, DataError
 from domainlm.mix.manifest import MixManifest, is_mix_dir, open_mix
 from domainlm.pretrain.config import Recipe, find_recipe, load_recipe
+from domainlm.storage import is_url
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ def resolve_inputs(
 ) -> RunInputs:
     """The mix, seq_len and tokenizer of `recipe`; `fresh` (--overwrite) ignores a mix built in the run dir."""
     source = Path(recipe.data.mix)
+    if is_url(recipe.data.mix):  # s3://bucket/mix: training memmaps a checked local copy
+        from domainlm.mix.stage import stage_mix
+
+        source = stage_mix(recipe.data.mix)
     if source.is_dir():
         inputs = _from_mix_dir(recipe, source, wanted)
     elif source.suffix in (".yaml", ".yml") and source.is_file():

@@ -18,6 +18,7 @@ import yaml
 
 from domainlm import cli
 from domainlm.assets import reference_tokenizer
+from domainlm.errors import DataError
 from domainlm.outputs import MARKER_NAME
 from tests.storage.conftest import download, upload
 
@@ -117,9 +118,27 @@ def test_curate_and_mix_through_s3_match_the_local_runs(tmp_path, corpus_dir, bu
         assert code == 0, err
         mixed = files_of(download(f"{bucket}/mix", tmp_path / "mix-s3"))
         local_mix = files_of(tmp_path / "mix")
-        manifest, local_manifest = (json.loads(m.pop("manifest.json")) for m in (mixed, local_mix))
+        mixed_manifest = mixed.pop("manifest.json")
+        manifest, local_manifest = json.loads(mixed_manifest), json.loads(local_mix.pop("manifest.json"))
         assert without_marker(mixed) == without_marker(local_mix)  # shards, source ids, val tokens + text
         assert manifest["fingerprint"] == local_manifest["fingerprint"]
         assert [s["paths"] for s in manifest["sources"]] == [[fin], [gen]]
         assert manifest["train"] == local_manifest["train"]
     assert "2 of 2 input files read from it" in err
+
+    # pretrain reads that mix through a checked local copy, made once
+    from domainlm.mix.stage import stage_mix
+    from domainlm.pretrain.inputs import load_run
+
+    recipe, _, inputs = load_run("tiny_cpu", [f"data.mix={bucket}/mix", "data.seq_len=64"], tmp_path / "run")
+    staged = inputs.mix_dir
+    assert recipe.data.mix == f"{bucket}/mix" and inputs.manifest.fingerprint == manifest["fingerprint"]
+    assert without_marker(files_of(staged)) == without_marker({**local_mix, "manifest.json": mixed_manifest})
+    assert stage_mix(f"{bucket}/mix") == staged  # a second run copies nothing
+    shard = manifest["train"]["shards"][0]["path"]
+    damaged = tmp_path / "damaged"
+    damaged.write_bytes(b"\0" * len(local_mix[shard]))
+    upload(damaged, f"{bucket}/mix/{shard}")
+    with pytest.raises(DataError, match=f"{bucket}/mix/{shard}: sha256 .* is not the manifest's"):
+        stage_mix(f"{bucket}/mix", root=tmp_path / "stage")
+    assert not (tmp_path / "stage" / manifest["fingerprint"][:16]).exists()
