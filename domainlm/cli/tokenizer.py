@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from domainlm.cli.options import Json, Overwrite, Quiet, out_option
+from domainlm.cli.options import Json, Overwrite, Quiet, StorageOptions, out_option, use_storage_options
 from domainlm.config import load_config_data, validate_config
 from domainlm.errors import ConfigError
 from domainlm.naming import split_named
@@ -63,7 +63,7 @@ def build_train_config(
 
 @app.command("train")
 def train(
-    out: Annotated[Path, out_option("Output tokenizer directory.")],
+    out: Annotated[str, out_option("Output tokenizer directory, or a URL such as s3://bucket/tokenizer.")],
     corpus: Annotated[
         list[str] | None,
         typer.Option(
@@ -122,11 +122,14 @@ def train(
         int | None, typer.Option("--sentinels", help="Number of T5 sentinels <extra_id_N>.")
     ] = None,
     overwrite: Overwrite = False,
+    storage_option: StorageOptions = None,
     quiet: Quiet = False,
     json_out: Json = False,
 ) -> None:
     """Train a byte-level BPE or Unigram tokenizer on one or more corpora (optionally mixed by ratio)."""
     from domainlm.tokenizer.train import train_tokenizer
+
+    use_storage_options(storage_option)
 
     flags = {
         "model": model, "vocab_size": vocab_size, "min_frequency": min_frequency,
@@ -135,7 +138,7 @@ def train(
         "special_tokens": {"bos": bos, "eos": eos, "pad": pad, "unk": unk, "mask": mask, "num_sentinels": sentinels},
     }  # fmt: skip
     cfg = build_train_config(config, set_ or [], corpus or [], ratio or [], flags)
-    manifest = train_tokenizer(cfg, out, overwrite=overwrite, quiet=quiet or json_out)
+    manifest = train_tokenizer(cfg, out, overwrite=overwrite, quiet=quiet or json_out)  # out: a path or URL
     if json_out:
         print(to_json(manifest), end="")
         return
@@ -153,7 +156,7 @@ def _digit_flags(digits: str | None, split_digits: bool | None) -> str | None:
     return alias
 
 
-def _print_train_summary(manifest: dict, out: Path) -> None:
+def _print_train_summary(manifest: dict, out: Path | str) -> None:
     short = manifest.get("vocab_shortfall")
     size = f"vocab {manifest['vocab_size']:,}"
     if short:  # the trainer stopped early: say it in the summary line itself, not only in a log warning

@@ -51,6 +51,15 @@ def local_path_of(url: str) -> Path | None:
     return Path(url.split("://", 1)[1] or "/")
 
 
+def output_target(value: str | Path) -> Path | str:
+    """An --out value: a remote URL stays a str (written through storage.output), a file:// URL
+    or a path becomes a local Path (written with the atomic rename of domainlm.outputs)."""
+    text = str(value) if isinstance(value, str) else None
+    if text is None or not is_url(text):
+        return Path(value)
+    return local_path_of(text) or text
+
+
 def parse_storage_options(items: list[str] | None) -> dict[str, Any]:
     """`--storage-option key=value` pairs -> fsspec keyword arguments (values read as YAML scalars:
     `anon=true` is a bool, `endpoint_url=http://...` a string; `a.b=v` nests: client_kwargs.region_name)."""

@@ -9,6 +9,7 @@ directory that
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from domainlm.errors import DataError
 from domainlm.outputs import atomic_output_dir, write_json
 from domainlm.progress import make_progress
+from domainlm.storage import output_target
+from domainlm.storage.output import remote_output_dir
 from domainlm.tokenizer.config import TrainConfig
 from domainlm.tokenizer.load import load_tokenizer
 from domainlm.tokenizer.sampling import CorpusPlan, iter_training_texts, open_corpora, plan_sampling
@@ -148,16 +151,18 @@ def save_hf_tokenizer(tokenizer: Tokenizer, config: TrainConfig, out: Path) -> N
     fast.save_pretrained(str(out))
 
 
-def train_tokenizer(config: TrainConfig, out: Path, overwrite: bool = False, quiet: bool = True) -> dict:
+def train_tokenizer(
+    config: TrainConfig, out: Path | str, overwrite: bool = False, quiet: bool = True
+) -> dict:
     """Train, save and describe a tokenizer; returns the manifest (also written to OUT/manifest.json).
 
     manifest.json is deterministic (same inputs -> same bytes); the wall-clock time and throughput
     go to OUT/run.json, which is not.
     """
-    out = Path(out)
+    out = output_target(out)
     plans = open_corpora(config)  # missing corpora fail here, before anything is written
-    inputs = [f for plan in plans for f in plan.reader.files]
-    with atomic_output_dir(out, overwrite=overwrite, command="tokenizer train", inputs=inputs) as tmp:
+    inputs = [f for plan in plans for f in plan.reader.files if isinstance(f, Path)]
+    with _output(out, overwrite, inputs, quiet) as tmp:
         start = time.perf_counter()
         plan_sampling(plans, config)
         tokenizer = train_library_tokenizer(config, plans, quiet=quiet, folder=tmp)
@@ -183,6 +188,19 @@ def train_tokenizer(config: TrainConfig, out: Path, overwrite: bool = False, qui
         out,
     )
     return manifest
+
+
+def _output(
+    out: Path | str, overwrite: bool, inputs: list[Path], quiet: bool
+) -> contextlib.AbstractContextManager[Path]:
+    """A local temp dir renamed into place, or for a URL (s3://bucket/tok) a local staging dir
+    uploaded with manifest.json last (domainlm.storage.output)."""
+    command = "tokenizer train"
+    if isinstance(out, str):
+        return remote_output_dir(
+            out, overwrite=overwrite, command=command, last=("manifest.json",), quiet=quiet
+        )
+    return atomic_output_dir(out, overwrite=overwrite, command=command, inputs=inputs)
 
 
 def build_manifest(config: TrainConfig, plans: list[CorpusPlan], folder: Path, tokenizer: Tokenizer) -> dict:

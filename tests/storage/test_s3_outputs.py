@@ -142,3 +142,23 @@ def test_curate_and_mix_through_s3_match_the_local_runs(tmp_path, corpus_dir, bu
     with pytest.raises(DataError, match=f"{bucket}/mix/{shard}: sha256 .* is not the manifest's"):
         stage_mix(f"{bucket}/mix", root=tmp_path / "stage")
     assert not (tmp_path / "stage" / manifest["fingerprint"][:16]).exists()
+
+
+def test_tokenizer_train_writes_to_s3_the_local_bytes(tmp_path, corpus_dir, bucket, monkeypatch, capsys):
+    argv = [
+        "tokenizer",
+        "train",
+        "--corpus",
+        f"fin={corpus_dir / 'fin.jsonl.gz'}",
+        "--vocab-size",
+        "400",
+        "-q",
+    ]
+    assert run_cli(monkeypatch, capsys, [*argv, "--out", str(tmp_path / "tok")])[0] == 0
+    code, err = run_cli(monkeypatch, capsys, [*argv, "--out", f"{bucket}/tok"])
+    assert code == 0, err
+    remote = files_of(download(f"{bucket}/tok", tmp_path / "tok-s3"))
+    local = files_of(tmp_path / "tok")
+    for files in (remote, local):
+        files.pop("run.json")  # wall-clock time of the run
+    assert without_marker(remote) == without_marker(local) and "tokenizer.json" in local
