@@ -63,3 +63,40 @@ def test_shape_validation_names_flags():
         make_shape("mamba", 2, 64, 4, 1000)
     with pytest.raises(ConfigError, match="--params must be > 0"):
         llama_shape_for(0, 1000)
+
+
+@pytest.mark.parametrize(
+    ("arch", "config_args"),
+    [
+        ("llama", dict(vocab_size=1000, hidden_size=64, intermediate_size=2000, num_hidden_layers=2,
+                       num_attention_heads=4)),
+        ("llama", dict(vocab_size=5000, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
+                       num_attention_heads=4)),
+        ("bloom", dict(vocab_size=100, hidden_size=96, n_layer=2, n_head=4)),
+    ],
+)  # fmt: skip
+def test_largest_module_is_deepspeeds_largest_layer(arch, config_args):
+    """DeepSpeed's zero3 `model_to_params`: the most parameters any one module owns directly."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    config_cls = transformers.LlamaConfig if arch == "llama" else transformers.BloomConfig
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config_cls(**config_args))
+    largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
+    c = config_args
+    if arch == "llama":
+        shape = make_shape("llama", 2, 64, 4, c["vocab_size"], ffn_size=c["intermediate_size"])
+    else:
+        shape = make_shape("bloom", 2, 96, 4, 100)
+    assert shape.largest_module_params() == largest
+
+
+def test_pinned_params_are_used_exactly():
+    """--params 7.5B (the ZeRO paper's model) on the nearest Llama shape: N is 7.5e9 exactly."""
+    from domainlm.plan.shapes import pin_params
+
+    shape = pin_params(llama_shape_for(7.5e9, 32000), 7.5e9)
+    assert shape.num_params == 7_500_000_000 and shape.shape_params != shape.num_params
+    assert shape.matmul_params == 7_500_000_000 - 32000 * shape.hidden_size
+    assert shape.to_dict()["shape_params"] == shape.shape_params
