@@ -12,6 +12,8 @@ at the FLOPs the utilization counts (model FLOPs with --mfu, hardware FLOPs with
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from domainlm.errors import ConfigError
 from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.plan import flops as fl
@@ -272,17 +274,23 @@ def make_plan(inputs: PlanInputs) -> Plan:
     num_gpus = inputs.num_gpus or MEMORY_GPUS_IF_UNKNOWN
     rec, table, no_fit = recommend(inputs, shape, seq_len, tokens, num_gpus, gpu, peak, util, per_token)
     mode = rec.recompute if rec is not None else (resolve_recompute(inputs) or "none")
+    if (
+        rec is not None and mode != "none" and resolve_recompute(inputs) is None
+        and hw_flops is not None and inputs.flops is None and util.kind != "mfu"
+    ):  # fmt: skip
+        # The hours were sized without recompute, and only recompute fits: size them again with it,
+        # so the plan's tokens (or model) fit the hours at the FLOPs the hardware really executes.
+        again = make_plan(replace(inputs, recompute=mode))
+        again.notes.insert(
+            0, f"{mode} recompute is needed to fit a useful micro-batch; the hours were sized with it"
+        )
+        return again
     compute = compute_section(inputs, gpu, peak, util, shape, tokens, per_token, seq_len, mode)
     notes = plan_notes(inputs, data, compute, sizing, vocab)
     if inputs.num_gpus is None:
         notes.append(f"memory per GPU assumes {MEMORY_GPUS_IF_UNKNOWN} GPUs (one node); pass --gpus")
     if rec is not None:
         notes.extend(rec.notes)
-    if inputs.hours is not None and compute.days is not None and compute.days * 24 > inputs.hours * 1.01:
-        notes.append(
-            f"with {mode} recompute the training takes {compute.days * 24:,.0f} hours, beyond --hours "
-            f"{inputs.hours:g}: the budget was sized without recompute; fix --recompute to size with it"
-        )
     return Plan(
         sizing=sizing,
         data=data,

@@ -204,3 +204,18 @@ def test_user_gpu_catalog(tmp_path):
     plan = make_plan(PlanInputs(params=70e9, gpu_type="mi300x", num_gpus=8, gpu_catalog=str(catalog)))
     assert plan.compute.peak_flops == pytest.approx(1307.4e12)
     assert plan.gpu_memory_bytes == 192 * 1024**3
+
+
+def test_hours_budget_charges_recompute_when_only_recompute_fits():
+    """13B on 8 A100-40GB needs activation checkpointing; its recomputed forward (2N + 4·L·H·T per token,
+    Narayanan et al. 2021's 4 passes instead of 3) is charged: the hours buy hardware FLOPs at HFU 0.4, so
+    the plan trains 3/4 of the tokens it would without recompute, and still finishes in the 30 days."""
+    plan = make_plan(PlanInputs(num_gpus=8, gpu_type="a100-40gb", hours=720, params=13e9))
+    c = plan.compute
+    assert c.recompute == "full" and plan.recommendation.activation_checkpointing
+    assert c.days == pytest.approx(30.0, rel=1e-6)
+    assert plan.sizing.tokens * c.hardware_flops_per_token == pytest.approx(
+        8 * c.peak_flops * 0.4 * 720 * 3600
+    )
+    assert c.hfu == pytest.approx(0.4) and c.mfu == pytest.approx(0.3, rel=1e-3)
+    assert plan.notes[0].startswith("full recompute is needed")
