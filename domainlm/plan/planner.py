@@ -151,13 +151,14 @@ def _fill_budget(
     inputs: PlanInputs, shape: ModelShape, budget: float, vocab: int, seq_len: int, per_token
 ) -> ModelShape:
     """Resize so --tokens at the exact per-token FLOPs `per_token(shape)` (attention, and recompute
-    where charged) spend 98-100% of `budget`; 6ND alone would overshoot by the attention share."""
+    where charged) spend 98-100% of `budget` (or the largest shape under it: shapes come in steps of a
+    few %); 6ND alone would overshoot by the attention share."""
     target, under = float(shape.num_params), []
     for _ in range(12):  # per-token FLOPs grow ~linearly in N, so a few rescalings converge
         ratio = budget / (inputs.tokens * per_token(shape))
         if ratio >= 1.0:
             under.append((ratio, shape))
-        if 0.98 <= ratio <= 1.0 or (ratio >= 1.0 and ratio <= 1.02):
+        if 1.0 <= ratio <= 1.02:  # spends 98-100% of the budget
             break
         target *= ratio if ratio > 1.0 else 0.995 * ratio  # land under the budget, not on it
         shape = _build_shape(inputs, target, vocab, seq_len)
