@@ -42,6 +42,7 @@ from domainlm.mix.cache_entry import (
     lock_dir,
 )
 from domainlm.outputs import MARKER_NAME, file_sha256, fingerprint_files, prepare_run_dir, remove_tree
+from domainlm.storage import is_url, local_path_of
 from domainlm.storage.paths import as_path
 
 COMMAND = "cache"  # the root's marker names this command
@@ -264,6 +265,14 @@ def open_cache(cache: Path | str | bool) -> TokenCache | None:
     before any tokenizing."""
     if cache is False:
         return None
+    if is_url(cache) and local_path_of(cache) is None:  # s3://bucket/tokens: through a local mirror
+        from domainlm.mix.remote_cache import RemoteTokenCache
+
+        token_cache = RemoteTokenCache(cache)
+        token_cache.prepare()
+        return token_cache
+    if is_url(cache):
+        cache = local_path_of(cache)
     token_cache = TokenCache(default_cache_dir() if cache is True else Path(cache).expanduser())
     token_cache.prepare()
     return token_cache

@@ -106,14 +106,15 @@ def test_curate_and_mix_through_s3_match_the_local_runs(tmp_path, corpus_dir, bu
     assert json.loads(remote["report.json"])["inputs"][0]["paths"] == [f"{prefix}/fin.jsonl.gz"]
 
     # mix: the curated output in S3 -> a mix in S3, against local curated -> local mix
-    cache_args = ["--cache", str(tmp_path / "cache")]
+    cache_args = ["--cache", f"{bucket}/tokens"]  # a token cache in the bucket, shared by machines
     local_yaml = _mix_yaml(
         tmp_path, *(str(local_out / f"{s}.jsonl.gz") for s in ("fin", "gen")), str(tmp_path / "mix")
     )
     assert run_cli(monkeypatch, capsys, ["mix", str(local_yaml), "-q", "--no-cache"])[0] == 0
     fin, gen = (f"{bucket}/curated/{s}.jsonl.gz" for s in ("fin", "gen"))
     remote_yaml = _mix_yaml(tmp_path, fin, gen, f"{bucket}/mix")
-    for _ in range(2):  # a cold and a warm token cache give the same bytes
+    for machine in ("first", "second"):  # a cold, then a warm cache (fetched: a new local mirror)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / machine))
         code, err = run_cli(monkeypatch, capsys, ["mix", str(remote_yaml), "-q", *cache_args, "--overwrite"])
         assert code == 0, err
         mixed = files_of(download(f"{bucket}/mix", tmp_path / "mix-s3"))
@@ -124,7 +125,7 @@ def test_curate_and_mix_through_s3_match_the_local_runs(tmp_path, corpus_dir, bu
         assert manifest["fingerprint"] == local_manifest["fingerprint"]
         assert [s["paths"] for s in manifest["sources"]] == [[fin], [gen]]
         assert manifest["train"] == local_manifest["train"]
-    assert "2 of 2 input files read from it" in err
+    assert f"token cache {bucket}/tokens: 2 of 2 input files read from it" in err
 
     # pretrain reads that mix through a checked local copy, made once
     from domainlm.mix.stage import stage_mix
