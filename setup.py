@@ -10,11 +10,21 @@ maps them the same way). pyproject.toml alone cannot add packages to a `find` re
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["domainlm*"]), "domainlm.recipes", "domainlm.data_mixes"],
-    package_dir={"domainlm.recipes": "recipes", "domainlm.data_mixes": "data_mixes"},
+    packages=[
+        *find_packages(include=["domainlm*"]),
+        "domainlm.recipes",
+        "domainlm.data_mixes",
+        "domainlm.searches",
+    ],
+    package_dir={
+        "domainlm.recipes": "recipes",
+        "domainlm.data_mixes": "data_mixes",
+        "domainlm.searches": "searches",
+    },
     package_data={
         "domainlm": ["assets/**/*", "**/*.yaml"],  # sample data; curate default.yaml, gopher_web.yaml
         "domainlm.recipes": ["*.yaml"],
         "domainlm.data_mixes": ["*.yaml"],
+        "domainlm.searches": ["*.yaml"],  # `domainlm mixsearch` searches
     },
 )

@@ -49,6 +49,17 @@ def shipped_mixes_dir() -> Path:
     return _shipped_dir("data_mixes")
 
 
+def shipped_searches_dir() -> Path:
+    """The folder of the shipped `domainlm mixsearch` YAMLs (finance)."""
+    return _shipped_dir("searches")
+
+
+def shipped_search(name: str) -> Path | None:
+    """'finance' -> the shipped search YAML; None when no shipped search has that name."""
+    path = shipped_searches_dir() / f"{name}.yaml"
+    return path if _is_name(name) and path.is_file() else None
+
+
 def shipped_mix(name: str) -> Path | None:
     """'finance_51_49' -> the shipped mix YAML; None when no shipped mix has that name."""
     path = shipped_mixes_dir() / f"{name}.yaml"

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from domainlm.assets import shipped_search
 from domainlm.cli.options import Json, Overwrite, out_option
 from domainlm.config import resolve_cli_path
 from domainlm.outputs import to_json
@@ -14,7 +15,12 @@ from domainlm.progress import console
 
 
 def mixsearch_command(
-    search: Annotated[Path, typer.Argument(help="Search YAML (sources, target, constraint, proxy, budget).")],
+    search: Annotated[
+        Path,
+        typer.Argument(
+            help="Search YAML (sources, target, constraint, proxy, budget), or a shipped one: finance."
+        ),
+    ],
     out: Annotated[
         Path | None, out_option("Output folder (resumable); default mixsearch/<YAML name>.")
     ] = None,
@@ -29,6 +35,8 @@ def mixsearch_command(
     from domainlm.mixsearch.search import search as run
 
     path = resolve_cli_path(search)
+    if not path.exists() and shipped_search(str(search)) is not None:
+        path = shipped_search(str(search))
     folder = resolve_cli_path(out) if out is not None else Path("mixsearch") / path.stem
     result = run(path, folder, overrides or [], overwrite=overwrite)
     report = result.report.parent / "report.json"
