@@ -76,8 +76,25 @@ def pretrain(
     ] = None,
     hostfile: Annotated[str | None, typer.Option(help="DeepSpeed hostfile for multi-node runs.")] = None,
     launcher: Annotated[
-        str | None, typer.Option(help="deepspeed (run now) or slurm (write an sbatch script).")
+        str | None,
+        typer.Option(
+            help="deepspeed (run now; ssh to --hostfile nodes), torchrun (no ssh; run now on one node, or write "
+            "launch.sh to run on each node) or slurm (write an sbatch script that requeues when preempted)."
+        ),
     ] = None,
+    master_addr: Annotated[
+        str | None, typer.Option(help="Rendezvous host every node reaches (default: the first node).")
+    ] = None,
+    time: Annotated[
+        str | None,
+        typer.Option(
+            "--time", help="Slurm time limit, e.g. 2-00:00:00; SIGUSR1 10 min before it checkpoints."
+        ),
+    ] = None,
+    allow_batch_change: Annotated[
+        bool,
+        typer.Option(help="On resume, accept another global batch than the checkpoint's (else an error)."),
+    ] = False,
     resume: Annotated[
         bool, typer.Option(help="Require a checkpoint to resume from (resuming is automatic).")
     ] = False,
@@ -122,6 +139,9 @@ def pretrain(
         num_nodes=num_nodes,
         hostfile=hostfile,
         launcher=launcher,
+        master_addr=master_addr,
+        time_limit=time,
+        allow_batch_change=allow_batch_change,
         resume=resume,
         force_resume=force_resume,
         export_only=export_only,
@@ -140,14 +160,21 @@ def pretrain(
         "run_dir": str(run_dir),
         "export": str(export) if (export / "config.json").is_file() else None,
         "sbatch": str(run_dir / "launch.sbatch") if prepared.spec.launcher == "slurm" else None,
+        "launch_sh": str(run_dir / "launch.sh") if _per_node(prepared.spec) else None,
         "metrics": str(run_dir / "metrics.jsonl"),
     }
     if as_json:
         print(json.dumps(result, indent=2))
     elif result["sbatch"]:
         console.print(f"wrote {result['sbatch']}; submit it with: sbatch {result['sbatch']}")
+    elif result["launch_sh"]:
+        console.print(f"wrote {result['launch_sh']}; run it on each of the {prepared.spec.num_nodes} nodes")
     else:
         console.print(f"run dir {run_dir}\nexported model {result['export']}")
+
+
+def _per_node(spec) -> bool:  # noqa: ANN001 - a LaunchSpec
+    return spec.launcher == "torchrun" and spec.num_nodes > 1
 
 
 def _check_export_init_flags(**flags: bool) -> None:

@@ -4,12 +4,17 @@ engine -> an HF model directory (contract E).
 A checkpoint is complete once rank 0 has written its `trainer_state.json`, after every rank saved its
 ZeRO partition and RNG state; a run killed mid-save leaves a folder without it, which resume ignores.
 The state records the data and tokenizer fingerprints, so resuming against other data fails loudly.
+
+What domainlm writes itself loads without running code: `trainer_state.json` is JSON and
+`rng_rank<r>.pt` holds only tensors, ints and tuples (`torch.load(weights_only=True)`). DeepSpeed's own
+files (`*_model_states.pt`, `*_optim_states.pt`) are pickles: load them only from runs you trust.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import pickle
 import random
 import shutil
 from dataclasses import asdict, dataclass
@@ -19,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from domainlm.errors import ConfigError, DataError
+from domainlm.errors import DataError
 from domainlm.outputs import atomic_output_dir, remove_tree, write_json
+from domainlm.pretrain import elastic
 from domainlm.pretrain import engine as ds
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,7 @@ class TrainerState:
     world_size: int
     data_fingerprint: str
     tokenizer_fingerprint: str
+    global_batch_sequences: int | None = None  # kept on an elastic resume; None in older checkpoints
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -63,8 +70,32 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, TrainerState] | None:
     return path, TrainerState(**json.loads((path / STATE_NAME).read_text(encoding="utf-8")))
 
 
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a rank resumes from, and whether it loads its universal form (rank count changed)."""
+
+    path: Path
+    state: TrainerState
+    universal: bool
+
+
+def resume_point(run_dir: Path, world_size: int, rank: int) -> ResumePoint | None:
+    """Collective: the latest complete checkpoint; when it was saved on another rank count, its universal
+    form, converted by rank 0 here only if the launching process has not already done it."""
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        return None
+    path, state = found
+    universal = state.world_size != world_size
+    if universal and not elastic.is_converted(path):
+        if rank == 0:
+            elastic.convert(path)
+        ds.barrier()
+    return ResumePoint(path, state, universal)
+
+
 def check_resumable(state: TrainerState, current: TrainerState, path: Path, force: bool) -> None:
-    """Refuse to resume against other data, another tokenizer, or another number of ranks."""
+    """Refuse to resume against other data or another tokenizer (another rank count is an elastic resume)."""
     problems = []
     if state.data_fingerprint != current.data_fingerprint:
         problems.append(
@@ -81,23 +112,29 @@ def check_resumable(state: TrainerState, current: TrainerState, path: Path, forc
         )
     if problems:
         log.warning("resuming despite: %s (--force-resume)", "; ".join(problems))
-    if state.world_size != current.world_size:
-        raise ConfigError(
-            f"{path}: saved with {state.world_size} ranks, now {current.world_size}; "
-            f"resume with --num-gpus/--num-nodes giving {state.world_size} ranks"
-        )
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+def rng_state() -> dict[str, Any]:
+    """Every RNG of this process as tensors, ints and tuples only: loads with weights_only=True."""
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state = {
+        "python": random.getstate(),  # (version, tuple of 625 ints, None)
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos)},
+        "numpy_gauss": (int(has_gauss), float(cached)),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy = state["numpy"]
+    has_gauss, cached = state["numpy_gauss"]
+    np.random.set_state(
+        (numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], has_gauss, cached)
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
@@ -109,7 +146,7 @@ def save(engine: Any, run_dir: Path, state: TrainerState, rank: int, keep_last: 
     tag = step_tag(state.step)
     ds.save_checkpoint(engine, root, tag, client_state={"trainer_state": asdict(state)})
     (root / tag).mkdir(parents=True, exist_ok=True)  # stage 0: only rank 0 writes DeepSpeed files
-    torch.save(_rng_state(), root / tag / f"rng_rank{rank}.pt")
+    torch.save(rng_state(), root / tag / f"rng_rank{rank}.pt")
     ds.barrier()
     if rank == 0:
         for name in ("recipe.yaml", "ds_config.json", "run_spec.json"):  # how it was trained
@@ -123,11 +160,23 @@ def save(engine: Any, run_dir: Path, state: TrainerState, rank: int, keep_last: 
     return root / tag
 
 
-def restore(engine: Any, path: Path, rank: int) -> None:
-    """Collective: load the engine state of checkpoint `path`, then this rank's RNG state."""
-    ds.load_checkpoint(engine, path.parent, path.name)
-    # weights_only=False: the python/numpy RNG states are plain tuples/arrays this run wrote itself.
-    _set_rng_state(torch.load(path / f"rng_rank{rank}.pt", weights_only=False))
+def restore(engine: Any, path: Path, state: TrainerState, rank: int, seed: int, universal: bool) -> None:
+    """Collective: load the engine state of checkpoint `path` (its universal form after a change of rank
+    count), then this rank's RNG state; a rank that had none (it did not exist then) is reseeded."""
+    if universal:
+        ds.load_checkpoint(engine, path, elastic.UNIVERSAL)
+    else:
+        ds.load_checkpoint(engine, path.parent, path.name)
+    rng = path / f"rng_rank{rank}.pt"
+    try:
+        saved = torch.load(rng, weights_only=True) if rng.is_file() else None
+    except pickle.UnpicklingError:  # written by an older domainlm with numpy arrays: not loaded as code
+        log.warning("%s: an older RNG format that needs unpickling; reseeding rank %d", rng, rank)
+        saved = None
+    if saved is None:
+        elastic.reseed(seed, state.step, rank)
+    else:
+        set_rng_state(saved)
 
 
 def export_hf(engine: Any, tokenizer_dir: Path, out: Path, rank: int) -> Path | None:

@@ -232,7 +232,9 @@ class LaunchConfig(StrictModel):
     num_gpus: int = Field(1, gt=0, description="processes per node: GPUs, or CPU ranks on device cpu")
     num_nodes: int = Field(1, gt=0)
     hostfile: ConfigPath | None = Field(None, description="DeepSpeed hostfile for multi-node")
-    launcher: Literal["deepspeed", "slurm"] = Field("deepspeed", description="slurm writes an sbatch script")
+    launcher: Literal["deepspeed", "torchrun", "slurm"] = Field(
+        "deepspeed", description="torchrun needs no ssh; slurm writes an sbatch script"
+    )
     gpu_type: str = Field("h100", description="target GPU for --dry-run estimates (domainlm.plan catalog)")
     master_port: int | None = Field(
         None, gt=0, lt=65536, description="rendezvous port; None = a free one (one node) or 29500 (many)"

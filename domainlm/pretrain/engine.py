@@ -96,6 +96,8 @@ def init_distributed(device: str) -> tuple[int, int]:
     """Join the process group the launcher set up; returns (rank, world_size)."""
     import deepspeed
 
+    if device == "auto":  # a remote launch: this rank's node decides, not the (maybe GPU-less) launch host
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")

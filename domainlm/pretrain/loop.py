@@ -24,6 +24,7 @@ from domainlm.losses import summarize_loss
 from domainlm.mix.dataset import train_dataset
 from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.pretrain import checkpoint as ckpt
+from domainlm.pretrain import elastic, preempt
 from domainlm.pretrain import engine as ds
 from domainlm.pretrain.config import Recipe
 from domainlm.pretrain.data import TrainBatches, open_val_sets, val_batches
@@ -163,11 +164,14 @@ def build_context(run_dir: Path) -> Context:
         noise_density=recipe.objective.noise_density,
         mean_noise_span_length=recipe.objective.mean_span_length,
     )
-    engine = ds.initialize(model, spec.ds_config, ds.build_scheduler_fn(recipe, spec.max_steps))
+    # Before initialize: loading a checkpoint saved on another rank count is an engine config flag.
+    resume = ckpt.resume_point(run_dir, world_size, rank)
+    ds_config = elastic.universal_config(spec.ds_config) if resume and resume.universal else spec.ds_config
+    engine = ds.initialize(model, ds_config, ds.build_scheduler_fn(recipe, spec.max_steps))
     if recipe.train.compile:
         ds.compile_engine(engine)
     current = ckpt.TrainerState(0, 0, world_size, spec.mix_fingerprint, spec.tokenizer_fingerprint)
-    step, consumed = _maybe_resume(engine, run_dir, current, rank, spec.force_resume)
+    step, consumed = _maybe_resume(engine, resume, current, rank, spec.force_resume, recipe.train.seed)
     device_name = torch.cuda.get_device_name() if ds.accelerator_name() == "cuda" else None
     metrics = None
     if rank == 0:
@@ -197,16 +201,21 @@ def build_context(run_dir: Path) -> Context:
 
 
 def _maybe_resume(
-    engine: Any, run_dir: Path, current: ckpt.TrainerState, rank: int, force: bool
+    engine: Any,
+    resume: ckpt.ResumePoint | None,
+    current: ckpt.TrainerState,
+    rank: int,
+    force: bool,
+    seed: int,
 ) -> tuple[int, int]:
     """(step, consumed_samples) of the latest complete checkpoint, restored into the engine; (0, 0) if none."""
-    found = ckpt.latest_checkpoint(run_dir)
-    if found is None:
+    if resume is None:
         return 0, 0
-    path, state = found
+    path, state = resume.path, resume.state
     ckpt.check_resumable(state, current, path, force)
-    ckpt.restore(engine, path, rank)
-    log.info("resumed from %s: step %d, %d samples consumed", path, state.step, state.consumed_samples)
+    ckpt.restore(engine, path, state, rank, seed, universal=resume.universal)
+    how = f" (universal: saved on {state.world_size} ranks)" if resume.universal else ""
+    log.info("resumed from %s%s: step %d, %d samples consumed", path, how, state.step, state.consumed_samples)
     return state.step, state.consumed_samples
 
 
@@ -292,6 +301,7 @@ def save_checkpoint(ctx: Context) -> None:
         ctx.world_size,
         spec.mix_fingerprint,
         spec.tokenizer_fingerprint,
+        spec.global_batch_sequences,
     )
     ckpt.save(ctx.engine, ctx.run_dir, state, ctx.rank, ctx.recipe.checkpoint.keep_last)
 
@@ -317,14 +327,27 @@ def run(run_dir: Path) -> None:
         pause_start = time.perf_counter()
         if val_sets and (ctx.step % recipe.eval.every_steps == 0 or last):
             evaluate(ctx, val_sets)
-        if ctx.step % recipe.checkpoint.every_steps == 0 or last:
+        checkpointed = ctx.step % recipe.checkpoint.every_steps == 0 or last
+        if checkpointed:
             save_checkpoint(ctx)
+        if not last and preempt.should_stop(ctx.step, recipe.logging.every_steps, ds.device_of(ctx.engine)):
+            _stop_preempted(ctx, checkpointed)
         paused += time.perf_counter() - pause_start
     if recipe.checkpoint.export_at_end:
         export(ctx)
     if ctx.metrics is not None:
         ctx.metrics.close()
     ds.barrier()
+
+
+def _stop_preempted(ctx: Context, checkpointed: bool) -> None:
+    """A rank got SIGUSR1 (domainlm.pretrain.preempt): checkpoint this step on every rank, then exit."""
+    if not checkpointed:
+        save_checkpoint(ctx)
+    preempt.mark(ctx.run_dir, ctx.rank, ctx.step)
+    if ctx.metrics is not None:
+        ctx.metrics.close()
+    raise SystemExit(preempt.PREEMPTED_EXIT)
 
 
 def export(ctx: Context) -> None:

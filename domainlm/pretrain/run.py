@@ -19,16 +19,17 @@ from typing import Any
 from domainlm.errors import ConfigError, ResourceError
 from domainlm.outputs import atomic_write_text, check_output_dir, prepare_run_dir, write_json
 from domainlm.pretrain import checkpoint as ckpt
+from domainlm.pretrain import elastic, preempt
 from domainlm.pretrain.config import Recipe, global_batch_sequences, max_steps
 from domainlm.pretrain.engine import build_deepspeed_config
 from domainlm.pretrain.inputs import RunInputs, Sourced, load_run, relpath_inside
 from domainlm.pretrain.launch import (
     LaunchSpec,
-    deepspeed_command,
     format_command,
+    launch_command,
     launch_env,
     resolve_launch,
-    sbatch_script,
+    write_launch_files,
 )
 from domainlm.pretrain.spec import RunSpec, write_run_spec
 
@@ -53,6 +54,12 @@ class PreparedRun:
     overwrite: bool = False
     force_resume: bool = False
     export_only: bool = False
+    resume_world_size: int | None = None  # ranks the checkpoint was saved on (elastic when != world size)
+
+    @property
+    def elastic(self) -> bool:
+        """Resuming on another rank count: through the checkpoint's universal form."""
+        return self.resume_world_size is not None and self.resume_world_size != self.spec.world_size
 
     @property
     def mix_dir(self) -> Path:
@@ -91,6 +98,9 @@ def prepare_run(
     force_resume: bool = False,
     export_only: bool = False,
     overwrite: bool = False,
+    allow_batch_change: bool = False,
+    master_addr: str | None = None,
+    time_limit: str | None = None,
 ) -> PreparedRun:
     """Resolve and validate everything (run dir, seq_len, tokenizer, batch, steps, resume, packages).
 
@@ -99,12 +109,16 @@ def prepare_run(
     overrides = list(overrides or [])
     _check_flags(overwrite, resume, export_only)
     recipe, run_dir, inputs = load_run(recipe_name, overrides, out, fresh=overwrite)
-    spec = resolve_launch(recipe.launch, num_gpus, num_nodes, hostfile, launcher)
+    spec = resolve_launch(
+        recipe.launch, num_gpus, num_nodes, hostfile, launcher, master_addr=master_addr, time_limit=time_limit
+    )
     check_output_dir(run_dir, overwrite=True, inputs=_run_inputs(recipe, inputs, run_dir, overwrite))
     seq_len = inputs.seq_len.value
+    found = None if overwrite else ckpt.latest_checkpoint(run_dir)
+    if found is not None:  # before the batch arithmetic: an elastic resume explains why it cannot divide
+        _check_elastic(recipe, found, seq_len, spec.world_size, allow_batch_change)
     ds_config = build_deepspeed_config(recipe, seq_len, spec.world_size)  # the batch must divide
     total_steps = max_steps(recipe.train, seq_len)
-    found = None if overwrite else ckpt.latest_checkpoint(run_dir)
     if export_only and found is None:
         raise ConfigError(
             f"--export-only: no complete checkpoint under {run_dir / 'checkpoints'}; train first"
@@ -112,8 +126,8 @@ def prepare_run(
     if not export_only:
         _check_run_dir(run_dir, found, resume, total_steps)
     if found is not None:
-        _check_resume(recipe, run_dir, found, inputs, spec.world_size, force_resume)
-    _check_optional_packages(recipe)
+        _check_resume(recipe, run_dir, found, inputs, spec.world_size, force_resume, allow_batch_change)
+    _check_optional_packages(recipe, spec.device)
     return PreparedRun(
         recipe=recipe,
         run_dir=run_dir,
@@ -121,12 +135,32 @@ def prepare_run(
         spec=spec,
         ds_config=ds_config,
         max_steps=total_steps,
-        command=deepspeed_command(spec, run_dir),
-        env=launch_env(spec),
+        command=launch_command(spec, run_dir),
+        env=launch_env(spec, run_dir=run_dir),
         resume_from=found[0] if found else None,
         overwrite=overwrite,
         force_resume=force_resume,
         export_only=export_only,
+        resume_world_size=found[1].world_size if found else None,
+    )
+
+
+def _check_elastic(
+    recipe: Recipe, found: tuple, seq_len: int, world_size: int, allow_batch_change: bool
+) -> None:
+    """Another rank count (or batch) than the checkpoint's: the global batch must be kept, or a flag given."""
+    path, state = found
+    batch = global_batch_sequences(recipe.train, seq_len)
+    if state.world_size == world_size and state.global_batch_sequences in (None, batch):
+        return
+    elastic.check_global_batch(
+        path,
+        state.world_size,
+        state.global_batch_sequences,
+        batch,
+        recipe.train.micro_batch_size,
+        world_size,
+        allow_batch_change,
     )
 
 
@@ -158,14 +192,15 @@ def _check_run_dir(run_dir: Path, found: tuple | None, resume: bool, total_steps
         raise ConfigError(f"--resume: no complete checkpoint under {run_dir / 'checkpoints'}; drop --resume")
 
 
-# Recipe fields a checkpoint depends on: changing them makes resuming load the wrong state.
+# Recipe fields a checkpoint depends on: changing them makes resuming load the wrong state. The micro
+# batch is not one (the data order and each step's samples depend only on the global batch), so an
+# elastic resume may change it to keep the global batch; the global batch changes with --allow-batch-change.
+_BATCH_FIELDS = ("train.global_batch_sequences", "train.global_batch_tokens")
 _RESUME_FIELDS = (
     "model",
     "objective",
     "train.seed",
-    "train.micro_batch_size",
-    "train.global_batch_sequences",
-    "train.global_batch_tokens",
+    *_BATCH_FIELDS,
     "train.precision",
     "deepspeed.zero_stage",
 )
@@ -178,7 +213,13 @@ def _current_state(inputs: RunInputs, world_size: int) -> ckpt.TrainerState | No
 
 
 def _check_resume(
-    recipe: Recipe, run_dir: Path, found: tuple, inputs: RunInputs, world_size: int, force: bool
+    recipe: Recipe,
+    run_dir: Path,
+    found: tuple,
+    inputs: RunInputs,
+    world_size: int,
+    force: bool,
+    allow_batch_change: bool = False,
 ) -> None:
     """The same checks the ranks would make, made here so that no rank starts for a run that cannot resume."""
     path, state = found
@@ -186,10 +227,10 @@ def _check_resume(
     if current is not None:
         ckpt.check_resumable(state, current, path, force)
     if not force:
-        _check_same_training(recipe, run_dir)
+        _check_same_training(recipe, run_dir, allow_batch_change)
 
 
-def _check_same_training(recipe: Recipe, run_dir: Path) -> None:
+def _check_same_training(recipe: Recipe, run_dir: Path, allow_batch_change: bool = False) -> None:
     """Refuse to resume a checkpoint with a recipe that changed what the checkpoint holds."""
     saved_path = run_dir / "recipe.yaml"
     if not saved_path.is_file():
@@ -199,6 +240,8 @@ def _check_same_training(recipe: Recipe, run_dir: Path) -> None:
     saved, now = read_yaml(saved_path), recipe.model_dump(mode="json")
     changed = []
     for dotted in _RESUME_FIELDS:
+        if allow_batch_change and dotted in _BATCH_FIELDS:
+            continue
         section, _, key = dotted.partition(".")
         old = (saved.get(section) or {}).get(key) if key else saved.get(section)
         new = now[section][key] if key else now[section]
@@ -211,9 +254,21 @@ def _check_same_training(recipe: Recipe, run_dir: Path) -> None:
         )
 
 
-def _check_optional_packages(recipe: Recipe) -> None:
+def _check_optional_packages(recipe: Recipe, device: str = "cuda") -> None:
+    """Packages the ranks would import: missing ones fail here, in one line, not on every rank after launch."""
     import importlib.util
 
+    if recipe.model.attention == "flash_attention_2":
+        if importlib.util.find_spec("flash_attn") is None:
+            raise ConfigError(
+                "model.attention flash_attention_2: the flash-attn package is not installed here (pip install "
+                "flash-attn on every node), or set model.attention: sdpa (flash kernels through torch)"
+            )
+        if device == "cpu":
+            raise ConfigError(
+                "model.attention flash_attention_2: needs CUDA GPUs, but the run is on CPU ranks; "
+                "set model.attention: sdpa"
+            )
     if recipe.logging.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(
             "logging.tensorboard: the tensorboard package is not installed; pip install tensorboard"
@@ -287,10 +342,9 @@ def write_run_files(prepared: PreparedRun) -> RunSpec:
     atomic_write_text(
         run_dir / "launch.sh", "#!/bin/bash\n" + format_command(prepared.command, prepared.spec) + "\n"
     )
-    if prepared.spec.launcher == "slurm":
-        atomic_write_text(
-            run_dir / "launch.sbatch", sbatch_script(prepared.spec, run_dir, prepared.recipe.name)
-        )
+    write_launch_files(prepared.spec, run_dir, prepared.recipe.name)
+    if prepared.elastic and prepared.resume_from is not None:
+        elastic.convert(prepared.resume_from)  # here, not in rank 0 while the others wait on a barrier
     return spec
 
 
@@ -303,6 +357,13 @@ def launch(prepared: PreparedRun) -> Path:
     if prepared.spec.launcher == "slurm":
         log.info("wrote %s; submit it with sbatch", prepared.run_dir / "launch.sbatch")
         return prepared.run_dir
+    if prepared.spec.launcher == "torchrun" and prepared.spec.num_nodes > 1:
+        log.info(
+            "wrote %s; run it on each of the %d nodes",
+            prepared.run_dir / "launch.sh",
+            prepared.spec.num_nodes,
+        )
+        return prepared.run_dir
     _run_command(prepared.command, prepared)
     return prepared.run_dir
 
@@ -313,14 +374,20 @@ def launch_together(runs: list[PreparedRun]) -> list[Path]:
         raise ConfigError("runs launched together must share device, --num-gpus, --num-nodes and --hostfile")
     for run in runs:
         write_run_files(run)
-    _run_command(deepspeed_command(runs[0].spec, [run.run_dir for run in runs]), runs[0])
+    _run_command(launch_command(runs[0].spec, [run.run_dir for run in runs]), runs[0])
     return [run.run_dir for run in runs]
 
 
 def _run_command(command: list[str], prepared: PreparedRun) -> None:
     log.info("launching: %s", format_command(command, prepared.spec))
+    preempt.clear(prepared.run_dir)
     # Rank output goes to stderr, like our logs, so stdout stays clean for --json.
     result = subprocess.run(command, env=prepared.env, check=False, stdout=sys.stderr)
+    if result.returncode == preempt.PREEMPTED_EXIT:
+        raise ResourceError(
+            f"training stopped on a preemption signal (SIGUSR1) after writing a checkpoint in "
+            f"{prepared.run_dir / 'checkpoints'}; rerun the same command to resume from it"
+        )
     if result.returncode != 0:
         raise ResourceError(
             f"training exited with status {result.returncode}; see {prepared.run_dir / 'logs'}/rank*.log "

@@ -38,7 +38,7 @@ class RunSpec(BaseModel):
     eos_token_id: int = Field(ge=0, description="the document separator in the mix's shards")
     seq_len: int = Field(gt=0, description="tokens per training sequence (== the mix manifest's)")
     seq_len_source: str = Field(description="where seq_len came from, e.g. data.seq_len of recipes/x.yaml")
-    device: Literal["cuda", "cpu"]
+    device: Literal["cuda", "cpu", "auto"] = Field(description="auto: each rank resolves it on its own node")
     world_size: int = Field(gt=0, description="ranks over all nodes")
     accumulation: int = Field(gt=0, description="micro-batches per optimizer step on each rank")
     global_batch_sequences: int = Field(gt=0, description="sequences per optimizer step, all ranks")
