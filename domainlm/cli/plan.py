@@ -30,6 +30,26 @@ def _count(value: str | None, flag: str) -> float | None:
     return float(parse_count(text, flag))
 
 
+def _recipe_can_train(
+    optimizer: str, shard_group_size, zero_init: bool, tensor_parallel, pipeline_parallel
+) -> None:
+    """`domainlm pretrain` trains with AdamW, shards over all GPUs, builds the fp32 model on every rank and
+    has no tensor/pipeline parallelism: a recipe planned otherwise would not be what it trains."""
+    given = {
+        f"--optimizer {optimizer}": optimizer != "adamw",
+        "--shard-group-size": shard_group_size is not None,
+        "--zero-init": zero_init,
+        "--tensor-parallel/--pipeline-parallel": tensor_parallel is not None or pipeline_parallel is not None,
+    }
+    unsupported = [flag for flag, used in given.items() if used]
+    if unsupported:
+        raise ConfigError(
+            f"--write-recipe with {', '.join(unsupported)}: domainlm pretrain trains with AdamW, ZeRO over all "
+            "GPUs and no zero.Init or tensor/pipeline parallelism; drop them to write a recipe (or plan without "
+            "--write-recipe)"
+        )
+
+
 def plan_command(
     flops: str = typer.Option(None, "--flops", help="compute budget in FLOPs, e.g. 5.76e23"),
     gpus: int = typer.Option(None, "--gpus", help="total GPUs"),
@@ -180,6 +200,8 @@ def plan_command(
         pipeline_parallel=pipeline_parallel,
         sequence_parallel=sequence_parallel,
     )  # fmt: skip
+    if write_recipe is not None:
+        _recipe_can_train(optimizer, shard_group_size, zero_init, tensor_parallel, pipeline_parallel)
     plan = make_plan(inputs)
     if write_recipe is not None:
         from domainlm.plan.recipe import write_recipe as write

@@ -88,3 +88,18 @@ def test_host_memory_flag_and_zero_init():
     assert isinstance(bad.exception, ConfigError) and "--optimizer 'lion'" in str(
         bad.exception
     )  # exit 2 in main()
+
+
+def test_write_recipe_refuses_what_pretrain_does_not_train(tmp_path):
+    out = tmp_path / "r.yaml"
+    base = ["plan", "--params", "1B", "--gpus", "8", "--gpu-type", "a100-80gb", "--write-recipe", str(out)]
+    for extra, flag in [
+        (["--optimizer", "sgd"], "--optimizer sgd"),
+        (["--shard-group-size", "4"], "--shard-group-size"),
+        (["--zero-init"], "--zero-init"),
+        (["--tensor-parallel", "2"], "--tensor-parallel/--pipeline-parallel"),
+    ]:
+        result = runner.invoke(app, [*base, *extra])
+        assert isinstance(result.exception, ConfigError), result.output
+        assert f"--write-recipe with {flag}: domainlm pretrain trains with AdamW" in str(result.exception)
+    assert not out.exists()
