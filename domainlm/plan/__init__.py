@@ -21,7 +21,9 @@ and its sections), planner (make_plan -> Plan), recipe (--write-recipe), progres
 `Plan.to_dict()` is `domainlm plan --json`. Units: FLOPs, parameters, tokens and bytes are plain
 numbers (bytes, not GB); times in hours/days/seconds as named. Keys:
 - sizing: flops (model FLOPs the plan spends, tokens x (6N + 12·L·H·T), never above the budget),
-  budget_flops (--flops or the hardware budget; null without one), chosen_by, target_params, params
+  budget_flops (--flops or the hardware budget; null without one), budget_source ("--flops", or the
+  hours' "hardware FLOPs ... at HFU" / "model FLOPs ... at MFU"; the fits size N with the model
+  FLOPs' share: 3/4 of hardware FLOPs under full recompute), chosen_by, target_params, params
   (exact, of the shape), tokens, tokens_per_param, rule_params/rule_tokens (20 tokens/param), fit /
   fit_source / fit_params / fit_tokens (the fit used), fits: [{name, source, params, tokens, used}]
   (every fit's optimum at C = 6ND), loss_fit (the parametric fit the loss comes from),

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 SECONDS_PER_DAY = 86_400.0
 PFLOPS_DAY = 1e15 * SECONDS_PER_DAY  # one petaFLOP/s sustained for a day = 8.64e19 FLOPs
 RECOMPUTE_MODES: tuple[str, ...] = ("none", "selective", "full")
+# Model FLOPs per hardware FLOP: exactly 3/4 with full recompute ((6N + 12LHT) / (8N + 16LHT)); selective
+# recompute's ~1% (it depends on the shape) is left to the exact per-token charge.
+MODEL_SHARE = {"none": 1.0, "selective": 1.0, "full": 0.75}
 
 
 def flops_per_token(num_params: float, num_layers: int, hidden_size: int, seq_len: int) -> float:

@@ -245,7 +245,21 @@ def make_plan(inputs: PlanInputs) -> Plan:
     budget, hw_flops = _budget(inputs, peak, util)
     unique = sum(s.available_tokens for s in sources) if sources else None
 
-    target, chosen_by = (None, "shape flags") if inputs.shape else _target_params(inputs, budget, unique, fit)
+    # The fits size N in model FLOPs; hours at HFU buy hardware FLOPs, of which recompute takes a share.
+    from_hours = budget is not None and inputs.flops is None
+    model_budget = budget
+    if from_hours and util.kind != "mfu":
+        model_budget = budget * fl.MODEL_SHARE[resolve_recompute(inputs) or "none"]
+    source = "--flops" if inputs.flops is not None else None
+    if from_hours:
+        source = (
+            "model FLOPs the hours buy at MFU"
+            if util.kind == "mfu"
+            else "hardware FLOPs the hours buy at HFU"
+        )
+    target, chosen_by = (
+        (None, "shape flags") if inputs.shape else _target_params(inputs, model_budget, unique, fit)
+    )
     catalog = load_catalog(inputs.gpu_catalog)  # also when no --gpu-type uses it: a bad file is an error
     if target is not None:  # before a shape is built: 1e30 parameters would make a 1e20-layer model
         where = f"--params {inputs.params:.3g}" if inputs.params is not None else f"the {chosen_by}"
@@ -266,11 +280,11 @@ def make_plan(inputs: PlanInputs) -> Plan:
     charged = _charged_per_token(inputs, shape, seq_len, util)
     tokens = _tokens(inputs, shape, per_token, charged, budget, hw_flops, fit)
     flops = tokens * per_token  # what the plan spends, attention included: <= --flops
-    sizing_flops = budget if budget is not None else fl.approx_training_flops(n, tokens)
+    sizing_flops = model_budget if model_budget is not None else fl.approx_training_flops(n, tokens)
 
     data = data_plan(sources, tokens, sizing_flops, fit, n) if sources else None
     sizing = sizing_section(
-        sizing_flops, flops, budget, chosen_by, target or n, n, tokens, fit, unique, vocab
+        sizing_flops, flops, budget, source, chosen_by, target or n, n, tokens, fit, unique, vocab
     )
     num_gpus = inputs.num_gpus or MEMORY_GPUS_IF_UNKNOWN
     rec, table, no_fit = recommend(inputs, shape, seq_len, tokens, num_gpus, gpu, peak, util, per_token)

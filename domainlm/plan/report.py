@@ -39,9 +39,9 @@ def _kv(title: str, rows: list[tuple[str, str]]) -> Table:
 
 def _sizing(plan: Plan) -> Table:
     s = plan.sizing
-    budget = f" of a {s.budget_flops:.3g} budget" if s.budget_flops is not None else ""
+    budget = f"; budget {s.budget_flops:.3g} {s.budget_source}" if s.budget_flops is not None else ""
     rows = [
-        ("compute", f"{s.flops:.3g} FLOPs spent{budget} (6N + 12·L·H·T per token)"),
+        ("compute", f"{s.flops:.3g} model FLOPs spent (6N + 12·L·H·T per token){budget}"),
         ("20 tokens/param rule", f"{_n(s.rule_params)} params, {_n(s.rule_tokens)} tokens"),
     ]
     for f in s.fits:  # every published fit, labelled; the one the plan uses is marked

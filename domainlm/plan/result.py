@@ -27,6 +27,8 @@ class Sizing:
 
     flops: float  # the model FLOPs the plan spends: tokens x (6N + 12·L·H·T), never above the budget
     budget_flops: float | None  # --flops, or GPUs x peak x hours x utilization; None without a budget
+    # "--flops" (model FLOPs), or what the hours buy: hardware FLOPs at HFU / model FLOPs at MFU
+    budget_source: str | None
     chosen_by: str
     target_params: float
     params: int  # exact count of the shape

@@ -67,7 +67,9 @@ def predicted_loss(n: float, tokens: float, unique: float | None, fit: ScalingFi
     return constrained_loss(n, tokens, unique, fit) if unique else fit.loss(n, tokens)
 
 
-def sizing_section(c6nd, flops, budget, chosen_by, target, n, tokens, fit: Fit, unique, vocab: int) -> Sizing:
+def sizing_section(
+    c6nd, flops, budget, budget_source, chosen_by, target, n, tokens, fit: Fit, unique, vocab: int
+) -> Sizing:
     """Optima at the plan's compute (`c6nd`, the 6ND unit the fits use); `flops` is what is spent."""
     rule_n, rule_d = rule_of_thumb(c6nd)
     fit_n, fit_d = fit.optimum(c6nd)
@@ -75,7 +77,8 @@ def sizing_section(c6nd, flops, budget, chosen_by, target, n, tokens, fit: Fit, 
     lfit = loss_fit(fit)
     loss = predicted_loss(n, tokens, unique, lfit)
     return Sizing(
-        flops=flops, budget_flops=budget, chosen_by=chosen_by, target_params=target, params=n,
+        flops=flops, budget_flops=budget, budget_source=budget_source, chosen_by=chosen_by,
+        target_params=target, params=n,
         tokens=tokens, tokens_per_param=tokens / n, rule_params=rule_n, rule_tokens=rule_d,
         fit=fit.name, fit_source=fit.source, fit_params=fit_n, fit_tokens=fit_d, fits=rows,
         loss_fit=lfit.name, predicted_loss=loss if loss <= math.log(vocab) else None,
@@ -144,7 +147,7 @@ def plan_notes(
             f"the {sizing.loss_fit} fit predicts more than ln({vocab:,}) = {math.log(vocab):.2f} nats/token, "
             "worse than a uniform guess over the vocabulary: no loss is reported (outside the fit)"
         )
-    if sizing.budget_flops is not None and sizing.flops < sizing.budget_flops * 0.999:
+    if sizing.budget_source == "--flops" and sizing.flops < sizing.budget_flops * 0.999:
         notes.append(
             f"spends {sizing.flops:.4g} of the {sizing.budget_flops:.4g} FLOPs budget (6N + 12·L·H·T per token)"
         )

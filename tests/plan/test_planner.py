@@ -3,6 +3,7 @@ import pytest
 from domainlm.errors import ConfigError, DataError
 from domainlm.plan.inputs import DataSource, PlanInputs, ShapeSpec, two_sources
 from domainlm.plan.planner import make_plan
+from domainlm.plan.scaling import BESIROGLU
 
 FINANCE_51_49 = two_sources(363e9, 345e9, 0.51)
 
@@ -219,3 +220,15 @@ def test_hours_budget_charges_recompute_when_only_recompute_fits():
     )
     assert c.hfu == pytest.approx(0.4) and c.mfu == pytest.approx(0.3, rel=1e-3)
     assert plan.notes[0].startswith("full recompute is needed")
+
+
+def test_hours_at_hfu_size_the_model_with_the_model_flops_share():
+    """64 A100-40GB for 30 days buy 64 x 312e12 x 0.4 x 2.592e6 s = 2.07e22 hardware FLOPs; a 11B model
+    needs full recompute there, which takes 1/4 of them (8N + 16LHT vs 6N + 12LHT), so the fits size N
+    at 1.55e22 model FLOPs and the plan stays compute-optimal (~19-20 tokens/param, Hoffmann et al. 2022)."""
+    plan = make_plan(PlanInputs(num_gpus=64, nodes=8, gpu_type="a100-40gb", hours=720, vocab_size=131072))
+    s, hardware = plan.sizing, 64 * 312e12 * 0.4 * 720 * 3600
+    assert plan.compute.recompute == "full" and s.budget_flops == pytest.approx(hardware)
+    assert s.budget_source == "hardware FLOPs the hours buy at HFU"
+    assert s.fit_params == pytest.approx(BESIROGLU.optimum(0.75 * hardware)[0])
+    assert 18 < s.tokens_per_param < 21 and plan.compute.days == pytest.approx(30, rel=1e-6)
