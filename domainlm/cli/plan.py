@@ -31,7 +31,11 @@ def _count(value: str | None, flag: str) -> float | None:
 
 
 def _recipe_can_train(
-    optimizer: str, shard_group_size, zero_init: bool, tensor_parallel, pipeline_parallel
+    optimizer: str,
+    shard_group_size: int | None,
+    zero_init: bool,
+    tensor_parallel: int | None,
+    pipeline_parallel: int | None,
 ) -> None:
     """`domainlm pretrain` trains with AdamW, shards over all GPUs, builds the fp32 model on every rank and
     has no tensor/pipeline parallelism: a recipe planned otherwise would not be what it trains."""
