@@ -152,7 +152,8 @@ def plan_notes(
             f"spends {sizing.flops:.4g} of the {sizing.budget_flops:.4g} FLOPs budget (6N + 12·L·H·T per token)"
         )
     (n_lo, n_hi), (d_lo, d_hi) = FIT_PARAMS_RANGE, FIT_TOKENS_RANGE
-    if not (n_lo <= sizing.params <= n_hi and d_lo <= sizing.tokens <= d_hi):
+    inside = n_lo <= sizing.params <= n_hi and d_lo <= sizing.tokens <= d_hi
+    if not inside and sizing.predicted_loss is not None:
         notes.append(
             f"{human_count(sizing.params)} params / {human_count(sizing.tokens)} tokens is outside the range the "
             "scaling fits were made on (70M-16B params, 5B-500B tokens): the predicted loss is an extrapolation"
