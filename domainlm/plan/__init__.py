@@ -14,7 +14,9 @@ Module API (pretrain's `--dry-run` and training metrics use it):
     from domainlm.plan.shapes import make_shape, llama_shape_for     # exact parameter counts
 
 Modules: hardware (GPU catalog), flops (model/hardware FLOPs, MFU/HFU), scaling (Chinchilla rule,
-Hoffmann rounded/unrounded/Approaches 1-2, Besiroglu, Kaplan, Muennighoff data-constrained), shapes, memory (ZeRO stages, offload, Korthikanti activations),
+Hoffmann rounded/unrounded/Approaches 1-2, Besiroglu, Kaplan, Muennighoff data-constrained), shapes, memory (ZeRO paper and DeepSpeed
+model states, offload, optimizers, shard groups), activations (per tensor, the loss peak), host (RAM
+per node), parallel (Megatron-LM t/p/SP memory and bubble), report_memory (their tables),
 inputs (PlanInputs, mix manifest reader), recommend (strategy and batch schedule), result (Plan
 and its sections), planner (make_plan -> Plan), recipe (--write-recipe), progress (--from-run).
 
