@@ -51,6 +51,8 @@ def test_deepspeed_convention_term_by_term():
 
 
 def test_offload_moves_states_to_cpu():
+    """ZeRO-Offload (Ren et al. 2021) as DeepSpeed does it: fp32 gradients + optimizer (16 B/param/Nd)
+    to the host, + the 16-bit weights (2) with parameter offload: DeepSpeed's estimator's 16 and 18."""
     psi, nd = 1e9, 8
     opt = model_state_bytes(psi, "bf16", BY_NAME["zero2+offload-opt"], nd)
     assert (opt.weights, opt.grads, opt.grads_fp32, opt.optimizer) == (2 * psi, 0, 0, 0)
@@ -100,6 +102,8 @@ def test_llama_layer_per_tensor_fp32_is_not_twice_bf16():
 
 
 def test_checkpointing_keeps_layer_inputs_plus_one_layer():
+    """Full checkpointing keeps each layer's 2·sbh input plus one rebuilt layer (Korthikanti et al. 2022
+    sec. 5); the 12 B/token/vocab loss is not checkpointed: Llama-2-7B at s = 2048 shrinks > 5x."""
     shape = make_shape("llama", 32, 4096, 32, 32000)
     s, b = 2048, 1
     layer = layer_activation_bytes(shape, s, b, flash_attention=True)
@@ -113,6 +117,7 @@ def test_checkpointing_keeps_layer_inputs_plus_one_layer():
 
 
 def test_max_micro_batch_is_the_boundary():
+    """The largest micro-batch reported fits within 95% of a 40 GiB GPU and one more does not."""
     shape = make_shape("llama", 16, 2048, 16, 32000)
     gpu = 40 * 1024**3
     kw = dict(seq_len=2048, precision="bf16", num_gpus=8, strategy=BY_NAME["zero2"], checkpointing=False)
@@ -144,6 +149,7 @@ def test_fsdp_names():
 
 
 def test_allowed_strategies_and_validation():
+    """--offload caps the strategies; bad --offload / --precision / --shard-group-size name the flag."""
     assert [s.name for s in allowed_strategies("none")] == ["ddp", "zero1", "zero2", "zero3"]
     assert "zero3+offload-all" not in [s.name for s in allowed_strategies("optimizer")]
     assert len(allowed_strategies("params")) == len(STRATEGIES)

@@ -91,6 +91,7 @@ def test_host_memory_flag_and_zero_init():
 
 
 def test_write_recipe_refuses_what_pretrain_does_not_train(tmp_path):
+    """`domainlm pretrain` trains AdamW, ZeRO over all GPUs, no zero.Init, no t/p: other plans write no recipe."""
     out = tmp_path / "r.yaml"
     base = ["plan", "--params", "1B", "--gpus", "8", "--gpu-type", "a100-80gb", "--write-recipe", str(out)]
     for extra, flag in [

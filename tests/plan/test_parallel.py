@@ -78,6 +78,7 @@ def test_megatron_states_and_first_stage_activations():
 
 
 def test_layout_validation_names_flags():
+    """A Megatron layout must divide the GPUs, heads and layers; SP needs t > 1 (Korthikanti et al. 2022)."""
     with pytest.raises(ConfigError, match="--gpus 100 is not divisible by --tensor-parallel 8"):
         validate_layout(100, GPT3, MegatronLayout(tensor=8))
     with pytest.raises(ConfigError, match="--pipeline-parallel 5 must divide the 96 layers"):
