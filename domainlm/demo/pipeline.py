@@ -1,4 +1,4 @@
-"""Run the demo: every stage's command in order (the untrained baseline included), then report.html."""
+"""Run the demo: every stage's command in order ((a), (b), (c) and the untrained baseline), then report.html."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from domainlm.demo.adaptation import ModelRow, model_rows
 from domainlm.demo.report import write_report
 from domainlm.demo.steps import DemoSettings, Step, build_steps, paths, run_step
 from domainlm.errors import ConfigError
@@ -21,15 +22,29 @@ SETTINGS = "demo.json"  # the settings of the run, for the record
 class DemoResult:
     report: Path
     steps: list[Step]
-    bits_per_byte: dict[str, dict[str, float]]  # model -> domain -> bits per byte
+    models: list[ModelRow]  # untrained, (a), (b), (c)
+
+    @property
+    def bits_per_byte(self) -> dict[str, dict[str, float]]:
+        """model -> domain -> held-out bits per byte."""
+        return {row.name: row.bits_per_byte for row in self.models}
 
     def as_dict(self) -> dict:
         return {
             "report": str(self.report),
             "bits_per_byte": self.bits_per_byte,
+            "models": [row.as_dict() for row in self.models],
+            "seconds": round(sum(s.seconds for s in self.steps), 1),
+            "cpu_seconds": round(sum(s.cpu_seconds for s in self.steps), 1),
             "steps": [
-                {"name": s.name, "command": s.shell(), "seconds": round(s.seconds, 2)} for s in self.steps
-            ],
+                {
+                    "name": s.name,
+                    "command": s.shell(),
+                    "seconds": round(s.seconds, 2),
+                    "cpu_seconds": round(s.cpu_seconds, 2),
+                }
+                for s in self.steps
+            ],  # fmt: skip
         }
 
 
@@ -54,7 +69,8 @@ def _sample_text(samples_json: Path) -> str:
 
 
 def run_demo(settings: DemoSettings, overwrite: bool = False) -> DemoResult:
-    """Tokenizer -> coverage -> mix -> plan -> pretrain -> export-init -> eval -> sample -> report.html."""
+    """Tokenizer -> coverage -> mixes -> plan -> pretrain (a)+(b) -> continue (c) -> export-init -> eval ->
+    sample -> report.html."""
     prepare_out(settings.out, overwrite)
     write_json(settings.out / SETTINGS, {k: str(v) for k, v in asdict(settings).items()})
     p = paths(settings)
@@ -62,5 +78,6 @@ def run_demo(settings: DemoSettings, overwrite: bool = False) -> DemoResult:
     for step in steps:
         log.info("\n== %s\n$ %s", step.title, step.shell())
         run_step(step)
-    report = write_report(settings.out, steps, _sample_text(p["samples"]))
-    return DemoResult(report=report, steps=steps, bits_per_byte=_bits_per_byte(p["eval"] / "report.json"))
+    rows = model_rows(settings.out, _bits_per_byte(p["eval"] / "report.json"))
+    report = write_report(settings.out, steps, _sample_text(p["samples"]), rows)
+    return DemoResult(report=report, steps=steps, models=rows)

@@ -1,4 +1,4 @@
-"""Demo artifacts (coverage report, mix manifest, plan, metrics.jsonl, eval report) -> loss.png + report.html.
+"""Demo artifacts (coverage report, mix manifests, plan, metrics.jsonl, eval report) -> training.png + report.html.
 
 The page links every stage's own report by relative path, so the demo folder can be moved or zipped.
 """
@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from domainlm.demo.steps import Step
+from domainlm.demo.adaptation import STORY, ModelRow, headlines, heldout_curves, plot_heldout, tokens_label
+from domainlm.demo.steps import GENERAL, Step
 from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.outputs import atomic_write_text
-from domainlm.pretrain.metrics import read_metrics
-from domainlm.tokenizer.report import REPORT_CSS, headlines, html_table
+from domainlm.tokenizer.report import REPORT_CSS, html_table
+from domainlm.tokenizer.report import headlines as coverage_headlines
 
 
 def _e(value: object) -> str:
@@ -25,40 +26,10 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def plot_losses(metrics: list[dict], out: Path) -> None:
-    """Training loss per logged step, and held-out loss per domain at each evaluation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [m for m in metrics if m.get("kind") == "train"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
-    ax.plot([m["step"] for m in train], [m["loss"] for m in train], label="train", color="#0072B2", lw=2)
-    domains = sorted({m["domain"] for m in metrics if m.get("kind") == "eval"})
-    for color, domain in zip(["#D55E00", "#009E73", "#CC79A7", "#E69F00"], domains, strict=False):
-        points = [m for m in metrics if m.get("kind") == "eval" and m["domain"] == domain]
-        ax.plot(
-            [m["step"] for m in points],
-            [m["loss"] for m in points],
-            "o--",
-            color=color,
-            label=f"held-out {domain}",
-        )
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (nats / token)")
-    ax.set_title("Pretraining loss")
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    fig.savefig(out, format="png", metadata={"Software": None})
-    plt.close(fig)
-
-
 def _coverage_section(coverage: dict) -> str:
     rows = [[_e(m["corpus"]), _e(m["tokenizer"]), f"{m['fertility']:.3f}", f"{m['bytes_per_token']:.2f}",
              f"{m['split_word_share']:.1%}", f"{m['tokens_vs_baseline']:.3f}"] for m in coverage["metrics"]]  # fmt: skip
-    cards = "".join(f'<div class="card">{_e(line)}</div>' for line in headlines(coverage))
+    cards = "".join(f'<div class="card">{_e(line)}</div>' for line in coverage_headlines(coverage))
     return (
         '<h2>1. Tokenizer coverage <a href="coverage/report.html">full report</a></h2>'
         f'<div class="cards">{cards}</div>'
@@ -68,20 +39,33 @@ def _coverage_section(coverage: dict) -> str:
     )
 
 
-def _mix_section(manifest: MixManifest) -> str:
-    rows = [[_e(s.name), f"{s.documents:,}", f"{s.available_tokens:,}", f"{s.target_ratio:.4f}",
-             f"{s.tokens_taken:,}", f"{s.repeats:.2f}", f"{s.realized_ratio:.4f}",
-             f"{s.val.documents:,}"] for s in manifest.sources]  # fmt: skip
-    train = manifest.train
+def _mix_section(manifests: dict[str, MixManifest]) -> str:
+    rows = [[_e(mix), _e(s.name), f"{s.documents:,}", f"{s.available_tokens:,}", f"{s.target_ratio:.4f}",
+             f"{s.tokens_taken:,}", f"{s.repeats:.2f}", f"{s.realized_ratio:.4f}", f"{s.val.documents:,}"]
+            for mix, manifest in manifests.items() for s in manifest.sources]  # fmt: skip
+    sizes = "; ".join(
+        f"{mix}: {m.train.num_sequences:,} sequences of {m.seq_len} tokens ({m.train.num_tokens:,} tokens)"
+        for mix, m in manifests.items()
+    )
     return (
-        '<h2>2. Mix <a href="mix/manifest.json">manifest</a></h2>'
-        f'<p class="muted">{train.num_sequences:,} sequences of {manifest.seq_len} tokens '
-        f"({train.num_tokens:,} tokens, {manifest.dtype}), seed {manifest.seed}.</p>"
+        '<h2>2. Mixes <a href="mix/manifest.json">51/49</a> <a href="mix_general/manifest.json">general</a></h2>'
+        f'<p class="muted">{_e(sizes)}. Both hold out the same general documents (same source, '
+        "fraction and seed), so every model is scored on text none of them trained on.</p>"
         + html_table(
-            ["source", "documents", "available", "target", "taken", "repeats", "realized", "held-out docs"],
+            [
+                "mix",
+                "source",
+                "documents",
+                "available",
+                "target",
+                "taken",
+                "repeats",
+                "realized",
+                "held-out docs",
+            ],
             rows,
-            1,
-        )
+            2,
+        )  # fmt: skip
     )
 
 
@@ -99,56 +83,76 @@ def _plan_section(plan_text: str, plan: dict) -> str:
     )
 
 
-def _training_section(metrics: list[dict]) -> str:
-    train = [m for m in metrics if m.get("kind") == "train"]
-    first, last = train[0], train[-1]
+def _training_section(curves: dict[str, list[dict]]) -> str:
+    runs = ", ".join(f'<a href="{name}/metrics.jsonl">{_e(STORY[name][0])}</a>' for name in curves)
     return (
-        '<h2>4. Pretraining <a href="run/metrics.jsonl">metrics.jsonl</a></h2>'
-        f'<p class="muted">loss {first["loss"]:.3f} at step {first["step"]} -> {last["loss"]:.3f} at step '
-        f"{last['step']}; {last['tokens_per_s_per_gpu']:,.0f} tokens/s per rank.</p>"
-        '<img alt="training and held-out loss" src="loss.png">'
+        f"<h2>4. Pretraining: {runs}</h2>"
+        '<p class="muted">Held-out bits per byte during training, against the tokens each model has seen: '
+        "(c) starts where (a) ended. A run is evaluated on its own mix's held-out sets, so (a) has no "
+        "finance curve here; the table below scores every model on both.</p>"
+        '<img alt="held-out bits per byte during training" src="training.png">'
     )
 
 
-def _eval_section(evaluation: dict) -> str:
-    table = evaluation["table"]
-    by_key = {(r["model"], r["domain"]): r for r in evaluation["results"]}
-    rows = []
-    for model in table["rows"]:
-        cells = [_e(model)]
-        for domain in table["columns"]:
-            r = by_key[(model, domain)]
-            cells.append(f"{r['bits_per_byte']:.3f} bpb / ppl {r['perplexity']:,.1f}")
-        rows.append(cells)
+def _eval_section(rows: list[ModelRow], evaluation: dict) -> str:
+    domains = list(rows[0].bits_per_byte)
+    general = next(r for r in rows if r.name == GENERAL)
+    cells = []
+    for row in rows:
+        cells.append([_e(row.label), _e(row.trained_on), tokens_label(row, rows)]
+                     + [f"{row.bits_per_byte[d]:.3f}" for d in domains]
+                     + [f"{row.bits_per_byte[d] / general.bits_per_byte[d] - 1:+.1%}" for d in domains])  # fmt: skip
+    cards = "".join(f'<div class="card">{_e(line)}</div>' for line in headlines(rows))
     return (
-        '<h2>5. Evaluation <a href="eval/report.md">report</a></h2>'
-        f'<p class="muted">{_e(evaluation.get("note", ""))}</p>'
-        + html_table(["model", *table["columns"]], rows, 1)
+        '<h2>5. Domain adaptation: bits per byte on held-out text <a href="eval/report.md">report</a></h2>'
+        f'<div class="cards">{cards}</div>'
+        + html_table(
+            [
+                "model",
+                "trained on",
+                "training tokens",
+                *(f"{d} bits/byte" for d in domains),
+                *(f"{d} vs (a)" for d in domains),
+            ],
+            cells,
+            2,
+        )  # fmt: skip
+        + f'<p class="muted">Lower is better. {_e(evaluation.get("note", ""))}</p>'
         + '<img alt="bits per byte per model and domain" src="eval/bits_per_byte.png">'
     )
 
 
 def _steps_section(steps: list[Step]) -> str:
-    rows = [[_e(s.title), f"<td><code>{_e(s.shell())}</code></td>", f"{s.seconds:.1f}"] for s in steps]
-    return "<h2>Commands</h2>" + html_table(["step", "command", "seconds"], rows, 2)
+    rows = [[_e(s.title), f"<td><code>{_e(s.shell())}</code></td>", f"{s.seconds:.1f}", f"{s.cpu_seconds:.1f}"]
+            for s in steps]  # fmt: skip
+    total = (
+        f"{sum(s.seconds for s in steps):.0f} s wall, {sum(s.cpu_seconds for s in steps):.0f} CPU-s in all"
+    )
+    return (
+        f'<h2>Commands</h2><p class="muted">{total} (CPU-s: every process of the step, the ranks included).</p>'
+        + html_table(["step", "command", "seconds", "CPU seconds"], rows, 2)
+    )
 
 
-def write_report(out_dir: Path, steps: list[Step], sample_text: str) -> Path:
-    """Build loss.png and report.html in `out_dir` from the artifacts the steps wrote there."""
-    metrics = read_metrics(out_dir / "run" / "metrics.jsonl")
-    plot_losses(metrics, out_dir / "loss.png")
+def write_report(out_dir: Path, steps: list[Step], sample_text: str, rows: list[ModelRow]) -> Path:
+    """Build training.png and report.html in `out_dir` from the artifacts the steps wrote there."""
+    curves = heldout_curves(out_dir)
+    plot_heldout(curves, out_dir / "training.png")
     sections = [
-        "<h1>domainlm demo: a finance model, end to end</h1>",
-        '<p class="muted">Shipped samples only; every step below is a plain <code>domainlm</code> command.</p>',
+        "<h1>domainlm demo: does a finance mix make a finance model?</h1>",
+        '<p class="muted">Shipped samples only; every step below is a plain <code>domainlm</code> command. '
+        "Three models of one recipe and seed, on equal training tokens per run: (a) general text only, "
+        "(b) 51% finance / 49% general from scratch (BloombergGPT's mix), (c) (a) continued on that "
+        "mix with (b)'s recipe and tokens (so it has seen twice as many tokens in all).</p>",
         _coverage_section(_read_json(out_dir / "coverage" / "report.json")),
-        _mix_section(open_mix(out_dir / "mix")),
+        _mix_section({"51/49": open_mix(out_dir / "mix"), "general only": open_mix(out_dir / "mix_general")}),
         _plan_section(
             (out_dir / "plan" / "plan.txt").read_text(encoding="utf-8"),
             _read_json(out_dir / "plan" / "plan.json"),
         ),
-        _training_section(metrics),
-        _eval_section(_read_json(out_dir / "eval" / "report.json")),
-        f"<h2>Sample</h2><pre>{_e(sample_text)}</pre>",
+        _training_section(curves),
+        _eval_section(rows, _read_json(out_dir / "eval" / "report.json")),
+        f"<h2>Sample from (b)</h2><pre>{_e(sample_text)}</pre>",
         _steps_section(steps),
     ]
     page = (

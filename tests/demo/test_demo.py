@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -7,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from domainlm.config import read_yaml
+from domainlm.demo.adaptation import heldout_curves
 from domainlm.demo.pipeline import prepare_out
-from domainlm.demo.steps import DemoSettings, build_steps
+from domainlm.demo.steps import FINANCE_MIX, GENERAL_MIX, DemoSettings, build_steps
 from domainlm.errors import ConfigError
+from domainlm.mix.config import load_mix_config
 from domainlm.outputs import MARKER_NAME, has_marker, write_marker
+from domainlm.pretrain.metrics import read_metrics
 
 
 def test_steps_are_the_public_commands_in_pipeline_order(tmp_path):
@@ -19,27 +24,55 @@ def test_steps_are_the_public_commands_in_pipeline_order(tmp_path):
         "tokenizer",
         "vocab",
         "mix",
+        "mix",
         "plan",
         "plan",
+        "pretrain",
         "pretrain",
         "pretrain",
         "eval",
         "generate",
     ]
     assert all(s.shell().startswith("domainlm ") for s in steps)
-    pretrain = next(s for s in steps if s.name == "pretrain")
-    assert "deepspeed.zero_stage=3" in pretrain.argv and "--num-gpus" in pretrain.argv
-    # The untrained baseline is the public --export-init of the very same recipe and overrides.
-    untrained = next(s for s in steps if s.name == "untrained")
-    assert untrained.argv[: len(pretrain.argv) - 2] == pretrain.argv[:-2]
-    assert untrained.argv[untrained.argv.index("--export-init") + 1] == str(tmp_path / "untrained")
-    evaluate = next(s for s in steps if s.name == "eval")
-    assert f"untrained={tmp_path / 'untrained'}" in evaluate.argv
-    plan = next(s for s in steps if s.name == "plan")
+    by_name = {s.name: s for s in steps}
+    assert by_name["mix_general"].argv[1] == str(GENERAL_MIX) and GENERAL_MIX.is_file()
+    # (a) and (b) launch together, and the step prints both as the commands a user would run.
+    general, domain = by_name["pretrain"].together
+    assert by_name["pretrain"].shell() == " && ".join(
+        shlex.join(["domainlm", *run.argv(), "--num-gpus", "2"]) for run in (general, domain)
+    )
+    # (a) and (b): one recipe, seed, steps and batch; only the mix differs.
+    differ = set(general.overrides) ^ set(domain.overrides)
+    assert differ == {f"data.mix={tmp_path / 'mix_general'}", f"data.mix={tmp_path / 'mix'}"}
+    assert "deepspeed.zero_stage=3" in domain.overrides and "train.max_steps=150" in domain.overrides
+    # (c): exactly (b)'s command, started from (a)'s export.
+    continued = by_name["continue"].argv
+    assert continued == [
+        *domain.argv()[:4], str(tmp_path / "c_continued"), *domain.argv()[5:],
+        "--set", f"model.init_from={tmp_path / 'a_general' / 'export'}", "--num-gpus", "2",
+    ]  # fmt: skip
+    # The untrained baseline is the public --export-init of (b)'s recipe and overrides: (a)'s init too.
+    untrained = by_name["untrained"].argv
+    assert untrained[: len(domain.argv())] == domain.argv()
+    assert untrained[untrained.index("--export-init") + 1] == str(tmp_path / "untrained")
+    evaluate = by_name["eval"].argv
+    models = [evaluate[i + 1] for i, arg in enumerate(evaluate) if arg == "--model"]
+    assert models == [
+        f"untrained={tmp_path / 'untrained'}",
+        *(f"{name}={tmp_path / name / 'export'}" for name in ("a_general", "b_mix", "c_continued")),
+    ]
+    plan = by_name["plan"]
     # the full-size recipe's shape: 22 layers x 2048, 8 GPUs
     assert (
         plan.argv[plan.argv.index("--layers") + 1] == "22" and plan.argv[plan.argv.index("--gpus") + 1] == "8"
     )
+
+
+def test_both_mixes_hold_out_the_same_general_documents():
+    """(a) is scored on general text it never trained on only if both mixes split `general` alike."""
+    finance, general = load_mix_config(FINANCE_MIX), load_mix_config(GENERAL_MIX)
+    assert general.sources["general"] == finance.sources["general"].model_copy(update={"ratio": 1.0})
+    assert (general.val_fraction, general.seed) == (finance.val_fraction, finance.seed)
 
 
 def test_out_folder_rules(tmp_path):
@@ -59,18 +92,19 @@ def test_out_folder_rules(tmp_path):
 
 
 REPO = Path(__file__).resolve().parents[2]
+RUNS = ("a_general", "b_mix", "c_continued")
 DEMO_ARTIFACTS = [
     "tokenizer/tokenizer.json",
     "coverage/report.html",
     "mix/manifest.json",
+    "mix_general/manifest.json",
     "plan/plan.txt",
     "plan/plan.json",
-    "run/metrics.jsonl",
-    "run/export/config.json",
+    *(f"{run}/{name}" for run in RUNS for name in ("metrics.jsonl", "export/config.json")),
     "untrained/config.json",
     "eval/report.json",
     "eval/bits_per_byte.png",
-    "loss.png",
+    "training.png",
     "report.html",
 ]
 
@@ -111,35 +145,81 @@ def _imported_from(cwd: Path, env: dict[str, str]) -> Path:
     return Path(result.stdout.strip())
 
 
-def _check_quick_demo(out: Path, result: subprocess.CompletedProcess) -> None:
+def _check_quick_demo(out: Path, result: subprocess.CompletedProcess) -> dict:
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     for artifact in DEMO_ARTIFACTS:
         assert (out / artifact).is_file(), artifact
-    bpb = summary["bits_per_byte"]
-    for domain in ("finance", "general"):
-        assert bpb["trained"][domain] < bpb["untrained"][domain]
     page = (out / "report.html").read_text(encoding="utf-8")
     for link in [
         'href="coverage/report.html"',
-        'src="loss.png"',
+        'src="training.png"',
         'src="eval/bits_per_byte.png"',
         "plan/plan.json",
+        "(a) general only",
+        "(b) domain mix",
+        "(c) continued",
     ]:
         assert link in page
     assert [s["name"] for s in summary["steps"]][-1] == "generate"
+    return summary
+
+
+@pytest.fixture(scope="module")
+def readme_demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One run of the README's command, as written, in the root of a fresh clone: every test below
+    reads it (a quick demo trains three models and takes minutes on 2 cores)."""
+    clone = _fresh_clone(tmp_path_factory.mktemp("readme") / "clone")
+    env = _env()
+    assert _imported_from(clone, env) == clone / "domainlm" / "__init__.py"  # the clone's code runs
+    return clone, _domainlm(["demo", "--quick", "--json"], clone, env)
 
 
 @pytest.mark.slow
-def test_readme_demo_runs_from_the_root_of_a_fresh_clone(tmp_path):
-    """The README's command, as written: relative default --out (demo_out) in the repository root, where
-    the pretrain step gets `--set data.mix=demo_out/mix` (a path relative to the cwd)."""
-    clone = _fresh_clone(tmp_path / "clone")
-    env = _env()
-    assert _imported_from(clone, env) == clone / "domainlm" / "__init__.py"  # the clone's code runs
-    result = _domainlm(["demo", "--quick", "--json"], clone, env)
+def test_readme_demo_runs_from_the_root_of_a_fresh_clone(readme_demo):
+    """Relative default --out (demo_out) in the repository root, where the pretrain steps get
+    `--set data.mix=demo_out/mix` (a path relative to the cwd)."""
+    clone, result = readme_demo
     assert "data.mix=demo_out/mix" in result.stderr  # the step was printed with the relative path
+    assert "data.mix=demo_out/mix_general" in result.stderr
     _check_quick_demo(clone / "demo_out", result)
+
+
+@pytest.mark.slow
+def test_the_domain_model_beats_the_general_only_model_on_finance(readme_demo):
+    """(b), trained on the 51/49 mix, against (a), trained on general text only, at equal tokens and seed."""
+    clone, result = readme_demo
+    summary = _check_quick_demo(clone / "demo_out", result)
+    bpb = summary["bits_per_byte"]
+    a, b, c = (bpb[name] for name in RUNS)
+    assert b["finance"] < a["finance"]
+    # The mix buys more on finance than it costs on general text (relative change in bits per byte).
+    assert (a["finance"] - b["finance"]) / a["finance"] > (b["general"] - a["general"]) / a["general"]
+    for domain in ("finance", "general"):
+        assert max(a[domain], b[domain], c[domain]) < bpb["untrained"][domain]
+    assert c["finance"] < a["finance"]  # continued pretraining on the mix learned finance too
+    for line in (f"{b['finance']:.3f} vs {a['finance']:.3f}", "(a) general only", "(c) continued"):
+        assert line in (clone / "demo_out" / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_continued_pretraining_starts_from_the_general_model_with_the_domain_models_tokens(readme_demo):
+    clone, result = readme_demo
+    out = clone / "demo_out"
+    models = {m["name"]: m for m in _check_quick_demo(out, result)["models"]}
+    per_run = 30 * 16 * 64  # --quick: 30 steps of tiny_cpu's 16 sequences x 64 tokens
+    assert [models[name]["tokens"] for name in ("untrained", *RUNS)] == [0, per_run, per_run, 2 * per_run]
+    continued = read_yaml(out / "c_continued" / "recipe.yaml")
+    assert Path(continued["model"]["init_from"]) == (out / "a_general" / "export").resolve()
+    domain = read_yaml(out / "b_mix" / "recipe.yaml")
+    assert continued["data"] == domain["data"] and continued["train"] == domain["train"]
+    # The report's held-out curves count tokens seen in all: (c)'s start where (a)'s ended.
+    curves = heldout_curves(out)
+    first = read_metrics(out / "c_continued" / "metrics.jsonl")
+    step = next(m["step"] for m in first if m["kind"] == "eval")
+    assert curves["c_continued"][0]["tokens"] == per_run + step * 16 * 64
+    assert curves["a_general"][-1]["tokens"] == per_run
+    assert {m["domain"] for m in curves["a_general"]} == {"general"}  # (a)'s mix holds out no finance
 
 
 @pytest.mark.slow
@@ -152,7 +232,8 @@ def test_non_editable_install_runs_recipes_and_the_demo_from_an_unrelated_direct
         [*install, "--target", str(site), str(clone)], check=True, capture_output=True, timeout=600
     )
     assert (site / "domainlm" / "recipes" / "legal.yaml").is_file()
-    assert (site / "domainlm" / "data_mixes" / "finance_51_49.yaml").is_file()
+    for mix in ("finance_51_49", "general_only"):
+        assert (site / "domainlm" / "data_mixes" / f"{mix}.yaml").is_file()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = _env(PYTHONPATH=str(site))
