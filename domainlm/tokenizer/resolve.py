@@ -11,6 +11,7 @@ from pathlib import Path
 
 from domainlm.assets import SAMPLE_DOMAINS, TERMS_DIR, TOKENIZERS_DIR, sample_corpus, term_list
 from domainlm.naming import name_from_path, split_named
+from domainlm.storage import is_url
 
 SHIPPED_TOKENIZERS = ("gpt2", "bert-base-uncased")
 SHIPPED_TERM_LISTS = ("finance", "legal", "medical", "medical-abbreviations")
@@ -30,12 +31,13 @@ def resolve_tokenizer(text: str) -> tuple[str, Path]:
     return name or name_from_path(value), Path(value).expanduser()
 
 
-def resolve_corpus(text: str) -> tuple[str, Path]:
-    """'legal' -> the shipped legal sample; 'fin=data/fin/*.jsonl' -> ('fin', that glob)."""
+def resolve_corpus(text: str) -> tuple[str, Path | str]:
+    """'legal' -> the shipped legal sample; 'fin=data/fin/*.jsonl' -> ('fin', that glob); a URL
+    (fin=s3://bucket/fin/) stays a str."""
     name, value = split_named(text, "--corpus")
     if value in SAMPLE_DOMAINS and not Path(value).exists():
         return name or value, sample_corpus(value)
-    return name or name_from_path(value), Path(value).expanduser()
+    return name or name_from_path(value), value if is_url(value) else Path(value).expanduser()
 
 
 def resolve_terms(text: str) -> tuple[str, Path]:

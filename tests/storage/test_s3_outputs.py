@@ -163,3 +163,13 @@ def test_tokenizer_train_writes_to_s3_the_local_bytes(tmp_path, corpus_dir, buck
     for files in (remote, local):
         files.pop("run.json")  # wall-clock time of the run
     assert without_marker(remote) == without_marker(local) and "tokenizer.json" in local
+    # S3 corpus -> S3 output: the same tokenizer; the manifest names the corpus URL
+    upload(corpus_dir / "fin.jsonl.gz", f"{bucket}/corpus/fin.jsonl.gz")
+    argv[3] = f"fin={bucket}/corpus/fin.jsonl.gz"
+    code, err = run_cli(monkeypatch, capsys, [*argv, "--out", f"{bucket}/tok-b"])
+    assert code == 0, err
+    from_s3 = files_of(download(f"{bucket}/tok-b", tmp_path / "tok-b"))
+    from_s3.pop("run.json")
+    manifest = from_s3.pop("manifest.json").decode().replace(f"{bucket}/corpus", str(corpus_dir))
+    assert json.loads(manifest) == json.loads(local.pop("manifest.json"))
+    assert without_marker(from_s3) == without_marker(local)
