@@ -8,6 +8,9 @@ Formats, chosen by file name:
 - a directory written by `datasets.Dataset.save_to_disk` (every split, in name order);
 - any other directory: every supported file below it, in sorted path order; a glob likewise.
 Everything streams: memory is bounded by one line / one record batch, never the corpus.
+A path may be a URL (`s3://bucket/corpus/`, `gs://`, `memory://`; domainlm.storage): files, folders
+and globs in object storage are listed there and streamed (ranged reads, no local copy), and ids
+name the URL; a saved `datasets` folder must be local.
 A malformed line, a non-UTF-8 line, a missing text field or an empty file is counted in
 `ReadStats` and skipped; with `strict=True` it is a DataError naming the file and line.
 A damaged file (truncated or corrupt `.gz`/`.zst`, a Parquet file that cannot be decoded) is always

@@ -29,6 +29,7 @@ from domainlm.errors import ConfigError, ResourceError
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+://")  # 2+ letters: `C:\data` is not a URL
 _LOCAL_PROTOCOLS = ("file", "local")
+BUCKET_PROTOCOLS = ("s3", "s3a", "gs", "gcs")  # the first path part is a bucket that must exist
 # botocore retries a refused connection 4 times with backoff (~11 s) before failing: a wrong
 # endpoint should fail in a second or two; transient errors on a reachable store are still retried.
 _S3_DEFAULTS: dict[str, Any] = {"config_kwargs": {"retries": {"max_attempts": 2, "mode": "standard"}}}
@@ -198,7 +199,7 @@ def check_reachable(url: str) -> None:
     """Fail now, in one line, when the store behind `url` cannot be used: the endpoint does not
     answer, there are no credentials, or (s3://, gs://) the bucket does not exist. One request."""
     fs, path = filesystem(url)
-    if protocol_of(url) in ("s3", "s3a", "gs", "gcs"):
+    if protocol_of(url) in BUCKET_PROTOCOLS:
         with storage_errors(url, fs):
             try:
                 fs.info(_bucket(url))

@@ -30,7 +30,7 @@ from typing import Any
 from domainlm.errors import ConfigError
 from domainlm.outputs import MARKER_NAME, remove_tree, write_marker
 from domainlm.progress import make_progress
-from domainlm.storage import check_reachable, filesystem, storage_errors
+from domainlm.storage import BUCKET_PROTOCOLS, check_reachable, filesystem, protocol_of, storage_errors
 
 
 def _marker(fs: Any, root: str) -> dict | None:
@@ -58,7 +58,7 @@ def check_remote_output(url: str, *, overwrite: bool, flag: str = "--out") -> No
     check_reachable(url)
     fs, root = filesystem(url)
     root = root.rstrip("/")
-    if "/" not in root.strip("/"):
+    if protocol_of(url) in BUCKET_PROTOCOLS and "/" not in root.strip("/"):
         raise ConfigError(
             f"{flag} {url}: is a bucket root; write into a folder of it, e.g. {url.rstrip('/')}/out"
         )
