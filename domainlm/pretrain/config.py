@@ -188,6 +188,11 @@ class DeepSpeedConfig(StrictModel):
     offload_optimizer: bool = Field(False, description="optimizer states in CPU RAM (DeepSpeedCPUAdam)")
     offload_params: bool = Field(False, description="ZeRO-3 parameters in CPU RAM")
     activation_checkpointing: bool = Field(False, description="recompute activations in backward")
+    zero_init: bool = Field(
+        True,
+        description="ZeRO-3: construct the model sharded (deepspeed.zero.Init), each rank holding only its "
+        "partitions; false builds it whole on every rank first (domainlm.pretrain.construct)",
+    )
     overlap_comm: bool = Field(True, description="overlap gradient reduction with backward (GPU)")
     reduce_bucket_size: int | str = Field(50_000_000, description="elements per reduce bucket, e.g. 50M")
     stage3_prefetch_bucket_size: int | str = Field(

@@ -24,7 +24,7 @@ from domainlm.losses import summarize_loss
 from domainlm.mix.dataset import train_dataset
 from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.pretrain import checkpoint as ckpt
-from domainlm.pretrain import elastic, preempt
+from domainlm.pretrain import construct, elastic, preempt
 from domainlm.pretrain import engine as ds
 from domainlm.pretrain.config import Recipe
 from domainlm.pretrain.data import TrainBatches, open_val_sets, val_batches
@@ -150,7 +150,12 @@ def build_context(run_dir: Path) -> Context:
     set_determinism(recipe.train.seed, recipe.train.deterministic)
     manifest = open_spec_mix(spec)
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir)  # special ids for the objective
-    model = prepare_model(recipe, spec_token_ids(spec, tokenizer), seq_len)
+    ids, sharded = spec_token_ids(spec, tokenizer), construct.applies(recipe)
+    if sharded:  # ZeRO-3: each rank materializes only its partitions
+        model = construct.build_sharded(recipe, ids, seq_len, spec.ds_config, rank)
+    else:
+        model = prepare_model(recipe, ids, seq_len)
+    construct.record(run_dir, rank, model, sharded)
     layers, hidden = attention_shape(model)
     per_token = model_flops_per_token(matmul_params(model), layers, hidden, seq_len)
     special = replace(special_ids_from_tokenizer(tokenizer), eos=spec.eos_token_id)

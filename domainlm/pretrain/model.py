@@ -104,6 +104,10 @@ def build_model(cfg: ModelConfig, ids: TokenIds, seq_len: int, seed: int) -> Pre
         return load_pretrained(cfg, auto_cls)
     config = build_model_config(cfg, ids, seq_len)
     model = auto_cls.from_config(config, attn_implementation=cfg.attention, dtype=torch.float32)
+    if cfg.arch == "llama":
+        from domainlm.pretrain.construct import init_weights
+
+        init_weights(model, seed)  # seeded per module: the weights a ZeRO-3 sharded construction makes
     if cfg.arch == "t5" and not cfg.tie_embeddings:
         # T5 v1.1 draws the untied head with std 1 (tuned for Adafactor): logits start ~sqrt(H) wide and
         # the first loss is ~40 nats. Under AdamW start it like the other heads, at init_std.
