@@ -77,7 +77,7 @@ def test_curate_and_mix_through_s3_match_the_local_runs(tmp_path, corpus_dir, bu
     args = ["-q", "--workers", "1"]
     local_out = tmp_path / "local-curated"
     local_in = [f"fin={corpus_dir / 'fin.jsonl.gz'}", f"gen={corpus_dir / 'gen.jsonl.gz'}"]
-    remote_in = [f"fin={corpus_url}/fin.jsonl.gz", f"gen={corpus_url}/gen.jsonl.gz"]
+    remote_in = [f"fin={corpus_url}/fin.jsonl.gz", f"gen={corpus_url}/g*.jsonl.gz"]  # a file, a glob
     assert run_cli(monkeypatch, capsys, ["curate", *local_in, "--out", str(local_out), *args])[0] == 0
     # local corpus -> S3 output: every byte the same
     code, err = run_cli(monkeypatch, capsys, ["curate", *local_in, "--out", f"{bucket}/curated-a", *args])
