@@ -30,9 +30,13 @@ from domainlm.errors import ConfigError, ResourceError
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+://")  # 2+ letters: `C:\data` is not a URL
 _LOCAL_PROTOCOLS = ("file", "local")
 BUCKET_PROTOCOLS = ("s3", "s3a", "gs", "gcs")  # the first path part is a bucket that must exist
-# botocore retries a refused connection 4 times with backoff (~11 s) before failing: a wrong
-# endpoint should fail in a second or two; transient errors on a reachable store are still retried.
-_S3_DEFAULTS: dict[str, Any] = {"config_kwargs": {"retries": {"max_attempts": 2, "mode": "standard"}}}
+# botocore's legacy mode retries a refused connection 4 times with backoff (~11 s) and waits 60 s
+# per connect: a wrong endpoint should fail in seconds. Standard mode with 3 attempts (AWS's own
+# default count) still retries throttling and transient errors of a reachable store. Override with
+# --storage-option config_kwargs.connect_timeout=60 etc.
+_S3_DEFAULTS: dict[str, Any] = {
+    "config_kwargs": {"connect_timeout": 10, "retries": {"max_attempts": 3, "mode": "standard"}}
+}
 _options: dict[str, Any] = {}
 
 
