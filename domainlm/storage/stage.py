@@ -19,7 +19,8 @@ def remote_sizes(url: str) -> dict[str, int]:
     root = root.rstrip("/")
     with storage_errors(url, fs):
         found = fs.find(root, detail=True)
-    return {path[len(root) + 1 :]: int(info.get("size") or 0) for path, info in sorted(found.items())}
+    inside = sorted((path, info) for path, info in found.items() if path.startswith(f"{root}/"))
+    return {path[len(root) + 1 :]: int(info.get("size") or 0) for path, info in inside}  # not root.tmp-*
 
 
 def download_files(url: str, names: dict[str, int], local: Path, *, quiet: bool, label: str) -> None:
