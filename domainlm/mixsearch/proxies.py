@@ -112,15 +112,27 @@ def read_result(proxy: Proxy) -> dict | None:
     return result
 
 
+def _mix_text(proxy: Proxy, config: SearchConfig, recipe: ProxyRecipe) -> str:
+    return dump_yaml(mix_data(config, proxy.ratios, recipe.seq_len, recipe.train_tokens, portable=False))
+
+
 def _write_mix_yaml(proxy: Proxy, config: SearchConfig, recipe: ProxyRecipe) -> None:
-    text = dump_yaml(mix_data(config, proxy.ratios, recipe.seq_len, recipe.train_tokens, portable=False))
+    text = _mix_text(proxy, config, recipe)
     if proxy.mix_yaml.is_file() and proxy.mix_yaml.read_text(encoding="utf-8") != text:
-        if proxy.name != "recommended":
-            raise ConfigError(
-                f"{proxy.mix_yaml}: differs from the mix this search asks for; pass --overwrite or use another --out"
-            )
-        remove_tree(proxy.folder)  # a recommendation from an earlier fit: derived, so retrained
+        raise ConfigError(
+            f"{proxy.mix_yaml}: differs from the mix this search asks for; pass --overwrite or use another --out"
+        )
     atomic_write_text(proxy.mix_yaml, text)
+
+
+def discard_if_stale(proxy: Proxy, config: SearchConfig, recipe: ProxyRecipe) -> None:
+    """Remove the folder of a derived proxy (the recommendation) trained for another mixture: an earlier
+    fit (other target or constraint) recommended something else."""
+    if proxy.mix_yaml.is_file() and proxy.mix_yaml.read_text(encoding="utf-8") != _mix_text(
+        proxy, config, recipe
+    ):
+        log.info("%s: trained for an earlier recommendation; training the new one", proxy.folder)
+        remove_tree(proxy.folder)
 
 
 def _prepare(proxy: Proxy, config: SearchConfig, recipe: ProxyRecipe) -> Any | None:

@@ -118,6 +118,11 @@ def report_data(plan: SearchPlan, results: list[dict], fit: FitResult, recommend
             "held_out_proxies": [results[i]["name"] for i in plan.held_out],
             "held_out": fit.held_out,
             "stated_error": fit.stated_error,
+            # how far the mixtures move each domain: compare with the held-out RMSE to judge separation
+            "measured_range": {
+                d: float(np.ptp([r["bits_per_byte"][d] for r in results]))
+                for d in results[0]["bits_per_byte"]
+            },
         },
         "recommendation": {
             "ratios": dict(zip(names, choice.ratios.tolist(), strict=True)),

@@ -20,7 +20,14 @@ import numpy as np
 from domainlm.errors import ConfigError
 from domainlm.mixsearch import fit as fitting
 from domainlm.mixsearch.config import SearchConfig, load_search_config
-from domainlm.mixsearch.proxies import Proxy, ProxyRecipe, evaluate_proxy, mix_data, train_proxies
+from domainlm.mixsearch.proxies import (
+    Proxy,
+    ProxyRecipe,
+    discard_if_stale,
+    evaluate_proxy,
+    mix_data,
+    train_proxies,
+)
 from domainlm.mixsearch.sample import Bounds, fine_grid, held_out_indices, ratio_bounds, sample_mixtures
 from domainlm.outputs import prepare_run_dir, to_json, write_json
 
@@ -241,6 +248,7 @@ def run_search(plan: SearchPlan, overwrite: bool = False) -> SearchResult:
     recommended = None
     if plan.config.train_recommended:
         proxy = Proxy("recommended", chosen, out / "recommended")
+        discard_if_stale(proxy, plan.config, plan.recipe)
         recommended = _measure(plan, [proxy], settings)[0]
     report = write_reports(out, plan, results, fit, recommended)
     return SearchResult(plan, results, fit, recommended, report)
