@@ -100,7 +100,7 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
     from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
     from domainlm.mix.dataset import train_dataset
-    from domainlm.pretrain.engine import init_distributed, shutdown
+    from domainlm.pretrain.engine import init_distributed, optimizer_groups, shutdown
     from domainlm.pretrain.loop import prepare_model, spec_token_ids
     from domainlm.pretrain.spec import read_run_spec
 
@@ -112,7 +112,9 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
         from accelerate.state import DistributedType, PartialState
 
         PartialState._prepare_backend = lambda self, *a, **k: ("gloo", DistributedType.MULTI_CPU)
-    ds_config = spec.ds_config
+    # The optimizer is built here, not by DeepSpeed from the JSON: given an "optimizer" section the
+    # Trainer hands DeepSpeed every parameter in one group (weight decay on norms and biases too).
+    ds_config = {key: value for key, value in spec.ds_config.items() if key != "optimizer"}
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir)
     model = prepare_model(spec.recipe, spec_token_ids(spec, tokenizer), spec.seq_len)
     data = train_dataset(spec.mix_dir)
@@ -158,7 +160,17 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
         seed=train.seed,
         deepspeed=ds_config,
     )
-    Trainer(model=model, args=args, train_dataset=Sequences(), callbacks=[Clock()]).train()
+
+    class SameOptimizer(Trainer):
+        """The optimizer ours builds: torch AdamW over engine.optimizer_groups (no decay on norms, biases)."""
+
+        def create_optimizer(self, model=None):
+            if self.optimizer is None:
+                groups = optimizer_groups(self.model, opt.weight_decay)
+                self.optimizer = torch.optim.AdamW(groups, lr=opt.lr, betas=opt.betas, eps=opt.eps)
+            return self.optimizer
+
+    SameOptimizer(model=model, args=args, train_dataset=Sequences(), callbacks=[Clock()]).train()
     if int(os.environ.get("RANK", "0")) == 0:
         tokens = (steps - warmup) * ds_config["train_batch_size"] * spec.seq_len
         rate = tokens / (times[-1] - times[warmup - 1])

@@ -17,14 +17,9 @@ import numpy as np
 from domainlm.eval.encoding import TextIds
 from domainlm.eval.scoring import CausalRow, RowPlan, tokenize
 from domainlm.eval.windows import causal_windows
+from domainlm.losses import prefix_token_id
 
-
-def prefix_token_id(tokenizer: Any) -> int | None:
-    """The token each document is conditioned on: BOS, else EOS, else None."""
-    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
-        if token_id is not None:
-            return int(token_id)
-    return None
+__all__ = ["causal_rows", "prefix_token_id"]
 
 
 def causal_rows(

@@ -14,35 +14,10 @@ look at both sides, and each chunk is scored in several corrupted passes (see de
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from domainlm.losses import Window, causal_windows
 
-
-@dataclass(frozen=True)
-class Window:
-    """Input positions [start, end); the last `num_scored` of them are the targets it scores."""
-
-    start: int
-    end: int
-    num_scored: int
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start
-
-
-def causal_windows(num_positions: int, max_length: int, stride: int) -> list[Window]:
-    """Windows over positions 0..num_positions-1; position 0 is context only, never a target."""
-    if max_length < 2 or not 1 <= stride < max_length:
-        raise ValueError(f"need max_length >= 2 and 1 <= stride < max_length, got {max_length}, {stride}")
-    if num_positions < 2:
-        return []
-    end = min(num_positions, max_length)
-    windows = [Window(0, end, end - 1)]
-    while end < num_positions:
-        new_end = min(end + stride, num_positions)
-        windows.append(Window(max(0, new_end - max_length), new_end, new_end - end))
-        end = new_end
-    return windows
+# The causal windows live in domainlm.losses, shared with the in-training eval: both score the same targets.
+__all__ = ["Window", "causal_windows", "chunk_spans"]
 
 
 def chunk_spans(num_tokens: int, chunk_length: int) -> list[tuple[int, int]]:

@@ -114,6 +114,12 @@ class DataConfig(StrictModel):
     tokenizer: TokenizerPath | None = Field(
         None, description="tokenizer dir (or gpt2); None = the one the mix was built with"
     )
+    document_masking: bool = Field(
+        False,
+        description="causal: positions restart after each EOS and attention stays within the document "
+        "(SDPA: block-diagonal mask; flash_attention_2: variable-length kernel); off by default: it costs "
+        "throughput on SDPA (README, Pretraining)",
+    )
 
 
 class ObjectiveConfig(StrictModel):
@@ -268,6 +274,11 @@ class Recipe(StrictModel):
             raise ValueError(
                 f"objective.name {self.objective.name!r} does not fit model.arch {self.model.arch!r}; "
                 f"use {expected!r}"
+            )
+        if self.data.document_masking and self.objective.name != "causal":
+            raise ValueError(
+                f"data.document_masking applies to the causal objective, not {self.objective.name!r}; "
+                "set data.document_masking: false"
             )
         return self
 

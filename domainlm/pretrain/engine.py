@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from domainlm.errors import ConfigError
 from domainlm.pretrain.config import Recipe, global_batch_sequences, gradient_accumulation_steps
 
 # DeepSpeed prints a line every `steps_per_print` steps; our loop logs its own, so silence it.
@@ -25,6 +26,7 @@ def build_deepspeed_config(recipe: Recipe, seq_len: int, world_size: int) -> dic
     """The DeepSpeed JSON for `recipe` on `world_size` ranks (ConfigError if the batch does not divide)."""
     train, ds, opt = recipe.train, recipe.deepspeed, recipe.optimizer
     accumulation = gradient_accumulation_steps(train, seq_len, world_size)
+    _check_bf16_stage(train.precision, ds.zero_stage)
     zero: dict[str, Any] = {"stage": ds.zero_stage}
     if ds.zero_stage > 0:
         zero.update(
@@ -43,7 +45,7 @@ def build_deepspeed_config(recipe: Recipe, seq_len: int, world_size: int) -> dic
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     if ds.offload_params:
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
-    return {
+    config = {
         "train_batch_size": global_batch_sequences(train, seq_len),
         "train_micro_batch_size_per_gpu": train.micro_batch_size,
         "gradient_accumulation_steps": accumulation,
@@ -66,6 +68,47 @@ def build_deepspeed_config(recipe: Recipe, seq_len: int, world_size: int) -> dic
         "steps_per_print": _NEVER,
         "wall_clock_breakdown": False,
     }
+    if train.precision == "bf16":
+        config.update(BF16_FP32_GRADIENTS)
+    return config
+
+
+# bf16 keeps 8 bits of mantissa: summing micro-batch gradients (and ranks' gradients) in it loses the
+# small ones. Megatron (accumulate_allreduce_grads_in_fp32) and torchtitan (FSDP reduce_dtype fp32)
+# accumulate and reduce in fp32; so do we. Cost: the gradient buffers (ZeRO: this rank's partition;
+# ZeRO-1 keeps a full fp32 gradient copy, 4 bytes/parameter) and the reduce traffic double.
+BF16_FP32_GRADIENTS: dict[str, Any] = {
+    "data_types": {"grad_accum_dtype": "fp32"},
+    "communication_data_type": "fp32",
+}
+
+
+def _check_bf16_stage(precision: str, zero_stage: int) -> None:
+    """DeepSpeed accumulates bf16 gradients in fp32 only under ZeRO (stage 0 raises NotImplementedError)."""
+    if precision == "bf16" and zero_stage == 0:
+        raise ConfigError(
+            "deepspeed.zero_stage 0 with train.precision bf16: DeepSpeed accumulates bf16 gradients in fp32 "
+            "only under ZeRO, so they would be summed in bf16; use deepspeed.zero_stage 1 (the memory of "
+            "DDP with optimizer states sharded) or train.precision fp32"
+        )
+
+
+def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: weight decay on matrices (linear and embedding weights) only.
+
+    Norm gains and biases (1-D) are left undecayed, as nanoGPT's configure_optimizers and Megatron's
+    get_param_groups do: decaying a norm's gain pulls it towards 0, which scales the layer down
+    instead of regularizing it. Under ZeRO-3 construction `p.ds_shape` holds the real shape.
+    """
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            shape = getattr(param, "ds_shape", param.shape)
+            (decay if len(shape) >= 2 else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def lr_multiplier(step: int, warmup_steps: int, total_steps: int, min_ratio: float, decay: str) -> float:
@@ -108,9 +151,10 @@ def initialize(model: torch.nn.Module, ds_config: dict[str, Any], scheduler_fn: 
     """Wrap `model` in a DeepSpeed engine (ZeRO-3 partitions it here); returns the engine."""
     import deepspeed
 
+    weight_decay = ds_config["optimizer"]["params"]["weight_decay"]
     engine, _, _, _ = deepspeed.initialize(
         model=model,
-        model_parameters=[p for p in model.parameters() if p.requires_grad],
+        model_parameters=optimizer_groups(model, weight_decay),
         config=ds_config,
         lr_scheduler=scheduler_fn,
     )
@@ -139,6 +183,24 @@ def grad_norm(engine: Any) -> float | None:
     if value is None:
         return None
     return float(value.item() if torch.is_tensor(value) else value)
+
+
+def skipped_steps(engine: Any) -> int:
+    """Optimizer steps DeepSpeed skipped so far because the gradients overflowed (inf/NaN): fp16's
+    loss-scale search, and bf16 under ZeRO (bf16.check_grad_overflow). Restored on resume."""
+    return int(engine.skipped_steps)
+
+
+def peak_memory_bytes(reset: bool = True) -> int:
+    """Peak memory since the last reset, through DeepSpeed's accelerator: the GPU allocator's peak; on
+    the CPU, the largest resident set size DeepSpeed sampled (it samples when asked: a lower bound)."""
+    from deepspeed.accelerator import get_accelerator
+
+    accelerator = get_accelerator()
+    peak = int(accelerator.max_memory_allocated())
+    if reset:
+        accelerator.reset_peak_memory_stats()
+    return peak
 
 
 def save_checkpoint(engine: Any, root: Path, tag: str, client_state: dict[str, Any]) -> None:

@@ -20,16 +20,16 @@ import numpy as np
 import torch
 
 from domainlm.errors import ConfigError, DataError
-from domainlm.losses import summarize_loss
-from domainlm.mix.dataset import train_dataset
+from domainlm.mix.dataset import SourceIds, train_dataset
 from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.pretrain import checkpoint as ckpt
-from domainlm.pretrain import construct, elastic, preempt
+from domainlm.pretrain import construct, elastic, heldout, preempt
 from domainlm.pretrain import engine as ds
 from domainlm.pretrain.config import Recipe
-from domainlm.pretrain.data import TrainBatches, open_val_sets, val_batches
+from domainlm.pretrain.data import TrainBatches
 from domainlm.pretrain.metrics import (
     MetricsWriter,
+    SourceTracker,
     compute_throughput,
     eta_seconds,
     format_eval_line,
@@ -38,7 +38,7 @@ from domainlm.pretrain.metrics import (
     peak_flops_for,
 )
 from domainlm.pretrain.model import TokenIds, attention_shape, build_model, matmul_params
-from domainlm.pretrain.objectives import IGNORE_INDEX, Objective, build_objective, special_ids_from_tokenizer
+from domainlm.pretrain.objectives import Objective, build_objective, special_ids_from_tokenizer, token_losses
 from domainlm.pretrain.spec import RunSpec, read_run_spec
 
 log = logging.getLogger("domainlm.pretrain")
@@ -65,6 +65,10 @@ class Context:
     peak_flops: float | None
     tokenizer_dir: Path
     metrics: MetricsWriter | None
+    source_ids: SourceIds | None = None  # per training sequence; None: a mix built before they existed
+    source_sums: torch.Tensor | None = None  # [sources, 2]: this interval's nats and predicted tokens
+    tracker: SourceTracker | None = None  # rank 0: tokens consumed per source so far
+    skipped_logged: int = 0  # DeepSpeed's skipped-step count at the last log line
 
 
 def set_determinism(seed: int, deterministic: bool) -> None:
@@ -168,6 +172,8 @@ def build_context(run_dir: Path) -> Context:
         mlm_probability=recipe.objective.mlm_probability,
         noise_density=recipe.objective.noise_density,
         mean_noise_span_length=recipe.objective.mean_span_length,
+        document_masking=recipe.data.document_masking,
+        attention=recipe.model.attention,
     )
     # Before initialize: loading a checkpoint saved on another rank count is an engine config flag.
     resume = ckpt.resume_point(run_dir, world_size, rank)
@@ -182,7 +188,7 @@ def build_context(run_dir: Path) -> Context:
     if rank == 0:
         tb = run_dir / "tb" if recipe.logging.tensorboard else None
         metrics = MetricsWriter(run_dir / "metrics.jsonl", tb)
-    return Context(
+    ctx = Context(
         spec=spec,
         recipe=recipe,
         run_dir=run_dir,
@@ -202,7 +208,24 @@ def build_context(run_dir: Path) -> Context:
         peak_flops=peak_flops_for(device_name, recipe.train.precision),
         tokenizer_dir=spec.tokenizer_dir,
         metrics=metrics,
+        skipped_logged=ds.skipped_steps(engine),
     )
+    _track_sources(ctx, consumed)
+    return ctx
+
+
+def _track_sources(ctx: Context, consumed: int) -> None:
+    """Per-source loss and tokens from the mix's per-sequence source ids (off, said once, without them)."""
+    shards = ctx.manifest.train.shards
+    if any(shard.source_ids_path is None for shard in shards):
+        log.info("the mix has no per-sequence source ids (built before them): no per-source metrics")
+        return
+    ctx.source_ids = SourceIds(ctx.manifest)
+    sources = ctx.manifest.sources
+    ctx.source_sums = torch.zeros(len(sources), 2, dtype=torch.float64, device=ds.device_of(ctx.engine))
+    if ctx.rank == 0:
+        names, targets = [s.name for s in sources], [s.target_ratio for s in sources]
+        ctx.tracker = SourceTracker(names, targets, ctx.source_ids, ctx.seq_len, consumed)
 
 
 def _maybe_resume(
@@ -225,28 +248,47 @@ def _maybe_resume(
 
 
 def train_step(ctx: Context) -> torch.Tensor:
-    """One optimizer step (accumulation micro-batches); returns the mean loss as a device tensor."""
+    """One optimizer step (accumulation micro-batches); returns the mean loss as a device tensor.
+
+    The loss is computed here from the logits (the model's own mean over predicted tokens), kept per
+    sequence so that each source's share of it adds up on the device with no host sync.
+    """
     engine, device = ctx.engine, ds.device_of(ctx.engine)
     total = torch.zeros((), device=device)
+    causal = ctx.objective.model_family == "causal"
     for micro in range(ctx.accumulation):
+        indices = ctx.batches.global_indices() if ctx.source_ids is not None else None
         batch = ctx.batches.next().to(device, non_blocking=True)
         inputs = ctx.objective(batch, ctx.step * ctx.accumulation + micro, ctx.rank)
-        loss = engine(**inputs).loss
+        labels = inputs.pop("labels")
+        nll, scored = token_losses(engine(**inputs).logits, labels, causal)
+        loss = nll.sum() / scored.sum()
         engine.backward(loss)
         engine.step()
         total += loss.detach().float()
+        if indices is not None:
+            rows = batch.shape[0]  # a flattened [1, B*T] causal batch is B sequences again here
+            per_row = torch.stack([nll.detach().view(rows, -1).sum(1), scored.view(rows, -1).sum(1)], 1)
+            sources = torch.from_numpy(ctx.source_ids[indices].astype(np.int64)).to(device, non_blocking=True)
+            ctx.source_sums.index_add_(0, sources, per_row.double())
     return total / ctx.accumulation
 
 
-def _all_mean(values: torch.Tensor, world_size: int) -> list[float]:
-    """Average a small tensor over ranks and fetch it: the one host sync of a logging interval."""
-    values = values.detach().float().clone()
+def _all_sum(values: torch.Tensor) -> list[float]:
+    """Sum a small tensor over ranks and fetch it: the one host sync of a logging interval."""
+    values = values.detach().double().clone()
     torch.distributed.all_reduce(values)
-    return (values / world_size).cpu().tolist()
+    return values.cpu().tolist()
 
 
 def log_interval(ctx: Context, losses: list[torch.Tensor], seconds: float) -> None:
-    step_losses = _all_mean(torch.stack(losses), ctx.world_size)
+    steps = len(losses)
+    sums = torch.stack(losses).double()
+    if ctx.source_sums is not None:  # one all-reduce for the losses and the per-source sums together
+        sums = torch.cat([sums, ctx.source_sums.T.reshape(-1)])
+        ctx.source_sums.zero_()
+    summed = _all_sum(sums)
+    step_losses = [value / ctx.world_size for value in summed[:steps]]
     tokens = len(losses) * ctx.accumulation * ctx.world_size * ctx.recipe.train.micro_batch_size * ctx.seq_len
     tp = compute_throughput(tokens, seconds, ctx.world_size, ctx.flops_per_token, ctx.peak_flops)
     record = {
@@ -264,38 +306,41 @@ def log_interval(ctx: Context, losses: list[torch.Tensor], seconds: float) -> No
         "interval_tokens": tokens,
         "interval_s": seconds,
         "eta_s": eta_seconds(ctx.step, ctx.max_steps, seconds / len(losses)),
+        **_numerics(ctx),
     }
+    if ctx.tracker is not None:
+        ctx.tracker.advance(ctx.batches.consumed_samples)
+        num = len(ctx.tracker.names)
+        record["sources"] = ctx.tracker.record(summed[steps : steps + num], summed[steps + num :])
     if ctx.rank == 0:
         log.info(format_train_line(record))
         ctx.metrics.write(record)
 
 
-@torch.no_grad()
+def _numerics(ctx: Context) -> dict[str, Any]:
+    """Steps DeepSpeed skipped on overflow (this interval, in all) and the interval's peak memory."""
+    total = ds.skipped_steps(ctx.engine)
+    skipped, ctx.skipped_logged = total - ctx.skipped_logged, total
+    return {
+        "skipped_steps": skipped,
+        "skipped_steps_total": total,
+        "peak_memory_gib": ds.peak_memory_bytes() / 2**30,
+    }
+
+
 def evaluate(ctx: Context, val_sets: list) -> None:
-    """Loss / perplexity / bits per byte on each domain's held-out sequences, summed over ranks."""
-    engine, device = ctx.engine, ds.device_of(ctx.engine)
-    engine.eval()
+    """Loss / perplexity / bits per byte on each source's held-out set, all rows over all ranks."""
+    ctx.engine.eval()
     micro = ctx.recipe.eval.micro_batch_size or ctx.recipe.train.micro_batch_size
-    causal = ctx.objective.model_family == "causal"
-    for val in val_sets:
-        sums = torch.zeros(2, device=device, dtype=torch.float64)  # [nats, predicted tokens]
-        for index, batch in enumerate(val_batches(val, micro)):
-            # Fixed (step, rank) streams: the same masks at every eval, so evals compare across steps.
-            inputs = ctx.objective(batch.to(device), index, ctx.rank)
-            labels = inputs["labels"][:, 1:] if causal else inputs["labels"]
-            count = (labels != IGNORE_INDEX).sum()
-            sums += torch.stack([engine(**inputs).loss.double() * count, count.double()])
-        torch.distributed.all_reduce(sums)
-        nats, count = sums.tolist()
-        # Held-out bytes covered: sequences x seq_len tokens at the source's bytes per token.
-        num_bytes = max(1, round(val.num_sequences * ctx.seq_len * val.bytes_per_token))
-        summary = summarize_loss(nats, int(count), num_bytes).as_dict()
-        if not causal:
-            summary["bits_per_byte"] = None  # only some tokens are predicted: not a per-byte code length
-        if ctx.rank == 0:
-            log.info(format_eval_line(ctx.step, val.name, summary))
-            ctx.metrics.write({"kind": "eval", "step": ctx.step, "domain": val.name, **summary})
-    engine.train()
+    pad = ctx.spec.eos_token_id
+    summaries = heldout.evaluate_sets(
+        ctx.engine, ctx.objective, val_sets, ctx.rank, ctx.world_size, micro, pad
+    )
+    if ctx.rank == 0:
+        for summary in summaries:
+            log.info(format_eval_line(ctx.step, summary["domain"], summary))
+            ctx.metrics.write({"kind": "eval", "step": ctx.step, **summary})
+    ctx.engine.train()
 
 
 def save_checkpoint(ctx: Context) -> None:
@@ -318,7 +363,9 @@ def run(run_dir: Path) -> None:
     if ctx.spec.export_only:
         export(ctx)
         return
-    val_sets = open_val_sets(ctx.manifest, ctx.rank, ctx.world_size, recipe.eval.max_sequences)
+    val_sets = heldout.open_val_sets(
+        ctx.manifest, ctx.tokenizer_dir, ctx.objective, recipe.eval.max_sequences
+    )
     ctx.engine.train()
     pending: list[torch.Tensor] = []
     started, paused = time.perf_counter(), 0.0  # eval and checkpoint time stay out of tokens/s
@@ -342,6 +389,9 @@ def run(run_dir: Path) -> None:
         export(ctx)
     if ctx.metrics is not None:
         ctx.metrics.close()
+    skipped = ds.skipped_steps(ctx.engine)
+    if ctx.rank == 0:
+        log.info("done: %d optimizer steps, %d skipped by DeepSpeed's overflow check", ctx.step, skipped)
     ds.barrier()
 
 

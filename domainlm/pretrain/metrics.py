@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from domainlm.plan.flops import flops_per_token, mfu
 from domainlm.plan.hardware import gpu_for_device
 from domainlm.units import format_duration
@@ -53,14 +55,62 @@ def eta_seconds(step: int, max_steps: int, seconds_per_step: float) -> float:
 
 
 def format_train_line(record: dict[str, Any]) -> str:
-    """`step 120/9000 | loss 2.914 | lr 3.0e-04 | gnorm 0.84 | tok/s/gpu 41,200 | tflops/gpu 120.3 | mfu 38.5% | eta 5h12m`."""
+    """`step 120/9000 | loss 2.914 | lr 3.0e-04 | gnorm 0.84 | tok/s/gpu 41,200 | tflops/gpu 120.3 | mfu 38.5% |
+    mem 61.2 GiB | eta 5h12m | legal 2.871 51.2%/51% | general 2.950 48.8%/49%` (+ `| skipped 2 (5 in all)`)."""
     gnorm = "n/a" if record.get("grad_norm") is None else f"{record['grad_norm']:.2f}"
     mfu_text = "n/a" if record.get("mfu") is None else f"{100 * record['mfu']:.1f}%"
-    return (
+    line = (
         f"step {record['step']}/{record['max_steps']} | loss {record['loss']:.3f} | lr {record['lr']:.1e} | "
         f"gnorm {gnorm} | tok/s/gpu {record['tokens_per_s_per_gpu']:,.0f} | "
-        f"tflops/gpu {record['tflops_per_gpu']:.1f} | mfu {mfu_text} | eta {format_duration(record['eta_s'])}"
+        f"tflops/gpu {record['tflops_per_gpu']:.1f} | mfu {mfu_text}"
     )
+    if record.get("peak_memory_gib") is not None:
+        line += f" | mem {record['peak_memory_gib']:.1f} GiB"
+    line += f" | eta {format_duration(record['eta_s'])}"
+    for name, source in (record.get("sources") or {}).items():
+        loss = "n/a" if source["loss"] is None else f"{source['loss']:.3f}"
+        line += f" | {name} {loss} {100 * source['share']:.1f}%/{100 * source['target']:.0f}%"
+    if record.get("skipped_steps"):
+        line += f" | skipped {record['skipped_steps']} ({record['skipped_steps_total']} in all)"
+    return line
+
+
+class SourceTracker:
+    """Per-source tokens consumed so far (from the mix's per-sequence source ids) and interval loss.
+
+    The global samples consumed up to a step boundary are sequences [0, consumed) of the shard order
+    (modulo the mix size: RankSlice wraps), so the running counts need only the ids of each new
+    range: O(samples per interval), and one pass over the ids on resume.
+    """
+
+    def __init__(
+        self, names: list[str], targets: list[float], source_ids: Any, seq_len: int, consumed: int
+    ) -> None:
+        self.names, self.targets, self.ids, self.seq_len = names, targets, source_ids, seq_len
+        self.sequences = np.zeros(len(names), dtype=np.int64)
+        self.consumed = 0
+        self.advance(consumed)
+
+    def advance(self, consumed: int, chunk: int = 1 << 24) -> None:
+        """Count the sources of global samples [self.consumed, consumed)."""
+        size = len(self.ids)
+        for start in range(self.consumed, consumed, chunk):
+            index = np.arange(start, min(consumed, start + chunk), dtype=np.int64) % size
+            self.sequences += np.bincount(self.ids[index], minlength=len(self.names))[: len(self.names)]
+        self.consumed = max(self.consumed, consumed)
+
+    def record(self, nats: list[float], tokens: list[float]) -> dict[str, dict[str, float | None]]:
+        """{source: loss over the interval's predicted tokens, tokens so far, their share, target ratio}."""
+        total = max(1, int(self.sequences.sum()))
+        return {
+            name: {
+                "loss": nats[k] / tokens[k] if tokens[k] else None,
+                "tokens": int(self.sequences[k]) * self.seq_len,
+                "share": int(self.sequences[k]) / total,
+                "target": self.targets[k],
+            }
+            for k, name in enumerate(self.names)
+        }
 
 
 def format_eval_line(step: int, name: str, summary: dict[str, Any]) -> str:
@@ -86,13 +136,23 @@ class MetricsWriter:
             handle.write(json.dumps(record) + "\n")
         if self._tb is not None:
             prefix = f"eval/{record['domain']}" if record.get("kind") == "eval" else "train"
-            for key, value in record.items():
-                if isinstance(value, int | float) and key != "step":
-                    self._tb.add_scalar(f"{prefix}/{key}", value, record["step"])
+            for key, value in _scalars(record, prefix):
+                self._tb.add_scalar(key, value, record["step"])
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def _scalars(record: dict[str, Any], prefix: str) -> list[tuple[str, float]]:
+    """TensorBoard tags of a record's numbers, nested dicts as paths: train/sources/legal/loss."""
+    found = []
+    for key, value in record.items():
+        if isinstance(value, dict):
+            found += _scalars(value, f"{prefix}/{key}")
+        elif isinstance(value, int | float) and not isinstance(value, bool) and key != "step":
+            found.append((f"{prefix}/{key}", value))
+    return found
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

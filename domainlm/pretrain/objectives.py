@@ -147,16 +147,73 @@ class Objective(ABC):
         return self.build(batch, make_generator(self.seed, step, rank, batch.device))
 
 
+def document_position_ids(batch: Tensor, eos_id: int) -> Tensor:
+    """Positions that restart at 0 after every EOS (a document ends with its EOS) and at each row start.
+
+    transformers reads restarting `position_ids` (with no attention_mask) as packed documents: SDPA and
+    eager get a block-diagonal causal mask, flash-attention its variable-length kernel.
+    """
+    index = torch.arange(batch.shape[1], device=batch.device).expand_as(batch)
+    starts = torch.zeros_like(batch, dtype=torch.bool)
+    starts[:, 0] = True
+    starts[:, 1:] = batch[:, :-1] == eos_id
+    first = torch.where(starts, index, 0).cummax(dim=1).values  # start of each token's document
+    return index - first
+
+
 @dataclass(frozen=True)
 class CausalLM(Objective):
-    """Next-token prediction; labels equal the inputs because transformers shifts them inside the model."""
+    """Next-token prediction; labels equal the inputs because the loss shifts them (logit t predicts t + 1).
+
+    Without `document_masking` every token attends to the whole packed sequence, across document
+    boundaries (GPT-2, Llama, BloombergGPT). With it (Megatron's reset_position_ids +
+    reset_attention_mask, OLMo-core's document masking) positions restart after each EOS and attention
+    stays within the document; the EOS still predicts the next document's first token. `flatten`
+    (flash-attention) lays the micro-batch out as one row [1, B*T], the padding-free layout its
+    variable-length kernel needs; the first token of each original row is then not a target, as before.
+    """
+
+    document_masking: bool = False
+    eos_id: int | None = None
+    flatten: bool = False
 
     name: str = field(init=False, default="causal")
     model_family: ModelKind = field(init=False, default="causal")
 
+    def __post_init__(self) -> None:
+        if self.document_masking and self.eos_id is None:
+            raise ConfigError("data.document_masking: the tokenizer has no EOS token to find documents by")
+
     def build(self, batch: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-        # Predicting across an EOS into the next packed document is standard (GPT-2, Llama, BloombergGPT).
-        return {"input_ids": batch, "labels": batch.clone()}
+        if not self.document_masking:
+            return {"input_ids": batch, "labels": batch.clone()}
+        positions = document_position_ids(batch, self.eos_id)
+        labels = batch.clone()
+        if self.flatten:
+            labels[1:, 0] = IGNORE_INDEX  # logit of row b's last token must not predict row b + 1's first
+            return {
+                "input_ids": batch.reshape(1, -1),
+                "position_ids": positions.reshape(1, -1),
+                "labels": labels.reshape(1, -1),
+            }
+        return {"input_ids": batch, "position_ids": positions, "labels": labels}
+
+
+def token_losses(logits: Tensor, labels: Tensor, causal: bool) -> tuple[Tensor, Tensor]:
+    """Per-position cross-entropy (float32 softmax) and the mask of scored positions, shaped like `labels`.
+
+    The loss the model would compute (its mean over scored positions), kept per position so the loop
+    can also sum it per sequence and source. `causal`: labels are the inputs, logit t predicts t + 1.
+    """
+    if causal:
+        labels = torch.nn.functional.pad(labels[..., 1:], (0, 1), value=IGNORE_INDEX)
+    nll = torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    )
+    return nll.view(labels.shape), labels != IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -350,10 +407,21 @@ def build_objective(
     mlm_probability: float = 0.15,
     noise_density: float = 0.15,
     mean_noise_span_length: float = 3.0,
+    document_masking: bool = False,
+    attention: str = "sdpa",
 ) -> Objective:
-    """Build the objective `name` (one of OBJECTIVES); `vocab_size` is the tokenizer's len."""
+    """Build the objective `name` (one of OBJECTIVES); `vocab_size` is the tokenizer's len.
+
+    `document_masking` (causal only) finds documents by `special.eos`; with `attention`
+    flash_attention_2 the batch is flattened for its variable-length kernel."""
     if name == "causal":
-        return CausalLM(seq_len=seq_len, seed=seed)
+        return CausalLM(
+            seq_len=seq_len,
+            seed=seed,
+            document_masking=document_masking,
+            eos_id=special.eos,
+            flatten=document_masking and attention == "flash_attention_2",
+        )
     if name == "mlm":
         return MaskedLM(
             seq_len=seq_len,

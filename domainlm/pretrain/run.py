@@ -119,6 +119,7 @@ def prepare_run(
         _check_elastic(recipe, found, seq_len, spec.world_size, allow_batch_change)
     ds_config = build_deepspeed_config(recipe, seq_len, spec.world_size)  # the batch must divide
     total_steps = max_steps(recipe.train, seq_len)
+    _warn_epochs(recipe, inputs.manifest, ds_config["train_batch_size"] * total_steps)
     if export_only and found is None:
         raise ConfigError(
             f"--export-only: no complete checkpoint under {run_dir / 'checkpoints'}; train first"
@@ -275,6 +276,16 @@ def _check_optional_packages(recipe: Recipe, device: str = "cuda") -> None:
         )
 
 
+def _warn_epochs(recipe: Recipe, manifest: Any, total_samples: int) -> None:
+    """train.total_tokens (or max_steps) beyond the mix wraps around: say how many epochs (mix known)."""
+    from domainlm.pretrain.data import epochs_warning
+
+    how = "train.total_tokens" if recipe.train.total_tokens is not None else "train.max_steps"
+    message = None if manifest is None else epochs_warning(total_samples, manifest, how)
+    if message is not None:
+        log.warning("warning: %s", message)
+
+
 def _build_mix(prepared: PreparedRun) -> None:
     """Tokenize and pack the recipe's mix YAML (after every check passed), then check what was built."""
     from domainlm.mix.build import build_mix
@@ -292,6 +303,7 @@ def _build_mix(prepared: PreparedRun) -> None:
         raise AssertionError(f"built mix has seq_len {manifest.seq_len}, asked for {inputs.seq_len}")
     check_matches_mix(inputs.tokenizer, manifest, inputs.tokenizer_source)
     inputs.manifest = manifest
+    _warn_epochs(prepared.recipe, manifest, prepared.ds_config["train_batch_size"] * prepared.max_steps)
     found = ckpt.latest_checkpoint(prepared.run_dir)
     if found is not None:  # a run resumed against a mix rebuilt since (e.g. data.build_dir was emptied)
         current = _current_state(inputs, prepared.spec.world_size)

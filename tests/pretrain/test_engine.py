@@ -32,7 +32,9 @@ def test_offload_and_stage0():
     assert ds["optimizer"]["params"]["torch_adam"] is False  # offload needs DeepSpeedCPUAdam
     assert ds["fp16"]["enabled"] and not ds["bf16"]["enabled"]
     assert ds["gradient_accumulation_steps"] == 4
-    stage0 = build_deepspeed_config(load_recipe("legal", ["deepspeed.zero_stage=0"]), 2048, 8)
+    stage0 = build_deepspeed_config(
+        load_recipe("legal", ["deepspeed.zero_stage=0", "train.precision=fp32"]), 2048, 8
+    )
     assert stage0["zero_optimization"] == {"stage": 0}
 
 

@@ -70,18 +70,20 @@ def _write(path: Path, array: np.ndarray) -> str:
 def build_mix(
     out: Path, tokenizer_dir: Path, docs: dict[str, list[str]], seq_len: int, seed: int = 0
 ) -> Path:
-    """A `domainlm.mix/v1` directory: shuffled train shards, val/<source>.bin + .jsonl.gz, manifest."""
+    """A `domainlm.mix/v1` directory: shuffled train shards with their source ids, val/<source>.bin +
+    .jsonl.gz, manifest."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     eos = tok.eos_token_id
-    train_rows, sources = [], []
-    for name, texts in docs.items():
+    train_rows, row_sources, sources = [], [], []
+    for index, (name, texts) in enumerate(docs.items()):
         val_texts, train_texts = texts[:3], texts[3:]
         train_ids = [i for t in train_texts for i in tok(t)["input_ids"] + [eos]]
         val_ids = [i for t in val_texts for i in tok(t)["input_ids"] + [eos]]
         rows = _pack(train_ids, seq_len)
         train_rows.append(rows)
+        row_sources.append(np.full(len(rows), index, dtype=np.uint8))
         val = _pack(val_ids, seq_len)
         _write(out / "val" / f"{name}.bin", val)
         with gzip.open(out / "val" / f"{name}.jsonl.gz", "wt", encoding="utf-8") as handle:
@@ -109,12 +111,22 @@ def build_mix(
             }
         )
     rows = np.concatenate(train_rows)
-    rows = rows[np.random.default_rng(seed).permutation(len(rows))]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    rows, row_source = rows[order], np.concatenate(row_sources)[order]
     half = len(rows) // 2
     shards = []
-    for k, part in enumerate([rows[:half], rows[half:]]):
-        digest = _write(out / "train" / f"shard_{k:05d}.bin", part)
-        shards.append({"path": f"train/shard_{k:05d}.bin", "num_sequences": len(part), "sha256": digest})
+    for k, part in enumerate([slice(0, half), slice(half, len(rows))]):
+        digest = _write(out / "train" / f"shard_{k:05d}.bin", rows[part])
+        ids_digest = _write(out / "train" / f"shard_{k:05d}.source_ids", row_source[part])
+        shards.append(
+            {
+                "path": f"train/shard_{k:05d}.bin",
+                "num_sequences": len(rows[part]),
+                "sha256": digest,
+                "source_ids_path": f"train/shard_{k:05d}.source_ids",
+                "source_ids_sha256": ids_digest,
+            }
+        )
     loaded = load_tokenizer(tokenizer_dir)  # the one loader: its vocab size, EOS and fingerprint
     assert loaded.eos_token_id == eos
     manifest = {
