@@ -212,14 +212,3 @@ def check_reachable(url: str) -> None:
     else:
         with storage_errors(url, fs):
             fs.exists(path)
-
-
-def check_urls(values: list[Any]) -> None:
-    """check_reachable once per store (protocol + bucket) among `values` (local paths are skipped)."""
-    seen = set()
-    for value in values:
-        if is_url(str(value)) and local_path_of(str(value)) is None:
-            place = (protocol_of(str(value)), _bucket(str(value)))
-            if place not in seen:
-                seen.add(place)
-                check_reachable(str(value))

@@ -46,12 +46,6 @@ def _files(fs: Any, root: str) -> list[str]:
     return sorted(p for p in fs.find(root) if p.startswith(f"{root}/"))
 
 
-def remote_has_marker(url: str) -> bool:
-    fs, root = filesystem(url)
-    with storage_errors(url, fs):
-        return _marker(fs, root.rstrip("/")) is not None
-
-
 def check_remote_output(url: str, *, overwrite: bool, flag: str = "--out") -> None:
     """check_output_dir for a URL: the store answers, the bucket exists, and the target is free
     (absent or empty) or, with --overwrite, a domainlm output. Writes nothing."""

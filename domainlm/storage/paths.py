@@ -22,7 +22,6 @@ class RemoteStat:
 
     st_size: int
     st_mtime_ns: int
-    st_mtime: float
 
 
 def _mtime_ns(info: dict[str, Any]) -> int:
@@ -85,14 +84,10 @@ class RemotePath:
         with storage_errors(self.url, self.fs):
             return self.fs.isfile(self.path)
 
-    def is_symlink(self) -> bool:
-        return False
-
     def stat(self) -> RemoteStat:
         with storage_errors(self.url, self.fs):
             info = self.fs.info(self.path)
-        mtime_ns = _mtime_ns(info)
-        return RemoteStat(int(info.get("size") or 0), mtime_ns, mtime_ns / 1e9)
+        return RemoteStat(int(info.get("size") or 0), _mtime_ns(info))
 
     def open(self, mode: str = "rb") -> IO[bytes]:
         with storage_errors(self.url, self.fs):
@@ -101,9 +96,6 @@ class RemotePath:
     def read_bytes(self) -> bytes:
         with storage_errors(self.url, self.fs):
             return self.fs.cat_file(self.path)
-
-    def read_text(self, encoding: str = "utf-8") -> str:
-        return self.read_bytes().decode(encoding)
 
     def rglob(self, pattern: str = "*") -> list[RemotePath]:
         """Every file below this folder (only `*`: the readers filter by name themselves)."""
