@@ -191,6 +191,15 @@ def extend(
     min_frequency: Annotated[
         int, typer.Option("--min-frequency", help="Least pair count for a new token.")
     ] = 2,
+    pad_to_multiple_of: Annotated[
+        int | None,
+        typer.Option(
+            "--pad-to-multiple-of",
+            metavar="N",
+            help="Embedding rows rounded up to a multiple of N in pretraining (e.g. 128 for tensor cores); "
+            "the tokenizer is unchanged. Recorded in added_tokens_map.json.",
+        ),
+    ] = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     json_out: Json = False,
@@ -205,13 +214,16 @@ def extend(
     manifest = extend_tokenizer(
         resolve_tokenizer(base)[1], [resolve_corpus(c) for c in corpus or []], num_tokens, out,
         min_frequency=min_frequency, overwrite=overwrite, quiet=quiet or json_out,
+        pad_to_multiple_of=pad_to_multiple_of,
     )  # fmt: skip
     if json_out:
         print(to_json(manifest), end="")
         return
     tokens = json.loads((out / "added_tokens_map.json").read_text(encoding="utf-8"))["tokens"]
+    padded = manifest["embedding_rows"] != manifest["vocab_size"]
+    rows = f", {manifest['embedding_rows']:,} embedding rows" if padded else ""
     table = Table(
-        title=f"{manifest['num_tokens_added']} tokens added -> vocab {manifest['vocab_size']:,} ({out})"
+        title=f"{manifest['num_tokens_added']} tokens added -> vocab {manifest['vocab_size']:,}{rows} ({out})"
     )
     for column in ("id", "token", "base pieces", "tokens saved"):
         table.add_column(column, justify="right" if column in ("id", "tokens saved") else "left")

@@ -1,7 +1,7 @@
 """Recipe -> the run's exact initialization as an HF model dir: `domainlm pretrain --export-init DIR`.
 
 Every rank builds the model on the CPU from the recipe's seed (domainlm.pretrain.loop.prepare_model:
-built or loaded from model.init_from, added tokens initialized as the mean of their pieces) before
+built or loaded from model.init_from, added token rows initialized by vocab_init.prepare_vocabulary) before
 DeepSpeed touches it. Building it here the same way, from the same resolved inputs `domainlm pretrain`
 validates, gives the very weights step 0 starts from without starting any rank: the "untrained"
 baseline an evaluation compares the trained export against, so it measures what training added.
@@ -71,10 +71,13 @@ def build_initial_model(recipe: Recipe, inputs: RunInputs, eos_token_id: int) ->
     """(model, HF tokenizer) exactly as a rank builds them before step 0; use_cache on, as the export has it."""
     from transformers import AutoTokenizer
 
+    from domainlm.mix.dataset import train_dataset
     from domainlm.pretrain.loop import prepare_model, token_ids
 
     tokenizer = AutoTokenizer.from_pretrained(Path(inputs.tokenizer.path).resolve())
     ids = token_ids(inputs.tokenizer.vocab_size, eos_token_id, tokenizer)
-    model = prepare_model(recipe, ids, inputs.seq_len.value)
+    # New token rows are fitted on the mix's training sequences, as on a rank (on the CPU here).
+    sequences = train_dataset(inputs.manifest) if inputs.manifest is not None else None
+    model = prepare_model(recipe, ids, inputs.seq_len.value, sequences)
     model.config.use_cache = True  # generation wants the KV cache; the trained export turns it on too
     return model, tokenizer

@@ -203,6 +203,10 @@ def load_checked_tokenizer(
 def check_model_context(recipe: Recipe, seq_len: Sourced, vocab_size: int) -> None:
     """The model must attend over seq_len positions and have a row for every token id."""
     model = recipe.model
+    if model.added_tokens_map is not None:  # a bad map or a padding conflict fails here, not on every rank
+        from domainlm.pretrain.vocab_init import load_added_tokens_map, rows_multiple
+
+        rows_multiple(model, load_added_tokens_map(model.added_tokens_map))
     if model.init_from is None:
         if model.max_position_embeddings is not None and model.max_position_embeddings < seq_len.value:
             raise ConfigError(

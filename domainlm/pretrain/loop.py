@@ -40,6 +40,7 @@ from domainlm.pretrain.metrics import (
 from domainlm.pretrain.model import TokenIds, attention_shape, build_model, matmul_params
 from domainlm.pretrain.objectives import Objective, build_objective, special_ids_from_tokenizer, token_losses
 from domainlm.pretrain.spec import RunSpec, read_run_spec
+from domainlm.pretrain.vocab_init import prepare_vocabulary, rank_device
 
 log = logging.getLogger("domainlm.pretrain")
 
@@ -108,20 +109,14 @@ def spec_token_ids(spec: RunSpec, tokenizer: Any) -> TokenIds:
     return token_ids(spec.vocab_size, spec.eos_token_id, tokenizer)
 
 
-def prepare_model(recipe: Recipe, ids: TokenIds, seq_len: int) -> torch.nn.Module:
-    """The recipe's model at `ids.vocab_size` rows (built or loaded, extended, checkpointing set)."""
+def prepare_model(
+    recipe: Recipe, ids: TokenIds, seq_len: int, train_sequences: Any = None, device: str = "cpu"
+) -> torch.nn.Module:
+    """The recipe's model at `ids.vocab_size` rows (built or loaded, extended, checkpointing set);
+    `train_sequences` (the mix's training set) is what new token rows are fitted on (vocab_init)."""
     model = build_model(recipe.model, ids, seq_len, recipe.train.seed)
-    pad = recipe.model.pad_vocab_to_multiple_of
-    if recipe.model.added_tokens_map is not None:
-        from domainlm.pretrain.vocab_init import extend_embeddings
-
-        extend_embeddings(
-            model, recipe.model.added_tokens_map, vocab_size=ids.vocab_size, pad_to_multiple_of=pad
-        )
-    elif pad is not None:
-        from domainlm.pretrain.vocab_init import pad_embeddings
-
-        pad_embeddings(model, pad)
+    prepare_vocabulary(model, recipe.model, ids.vocab_size, fit_sequences=train_sequences,
+                       micro_batch_size=recipe.train.micro_batch_size, device=device)  # fmt: skip
     if recipe.deepspeed.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
@@ -154,11 +149,12 @@ def build_context(run_dir: Path) -> Context:
     set_determinism(recipe.train.seed, recipe.train.deterministic)
     manifest = open_spec_mix(spec)
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir)  # special ids for the objective
+    fit_on = rank_device(ds.accelerator_name())  # where new token rows are fitted (vocab_init)
     ids, sharded = spec_token_ids(spec, tokenizer), construct.applies(recipe)
     if sharded:  # ZeRO-3: each rank materializes only its partitions
         model = construct.build_sharded(recipe, ids, seq_len, spec.ds_config, rank)
     else:
-        model = prepare_model(recipe, ids, seq_len)
+        model = prepare_model(recipe, ids, seq_len, train_dataset(manifest), fit_on)
     construct.record(run_dir, rank, model, sharded)
     layers, hidden = attention_shape(model)
     per_token = model_flops_per_token(matmul_params(model), layers, hidden, seq_len)

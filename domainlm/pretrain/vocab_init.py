@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from torch import nn
 
-from domainlm.errors import DataError
+from domainlm.errors import ConfigError, DataError
+from domainlm.pretrain.config import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ class AddedTokensMap(BaseModel):
     base_fingerprint: str = ""
     base_vocab_size: int
     tokens: list[AddedToken]
+    # `tokenizer extend --pad-to-multiple-of N`: embedding rows rounded up to a multiple of N (rows_multiple)
+    pad_to_multiple_of: int | None = Field(None, gt=0)
     source: str = "added_tokens_map"  # where it was read from, for error messages
 
     @property
@@ -230,45 +234,149 @@ def pad_embeddings(model: Any, multiple: int) -> int:
     return extend_embeddings(model, mapping, pad_to_multiple_of=multiple)
 
 
+# Adam moves a coordinate by about lr per step whatever the gradient's scale, so lr is set relative
+# to the base rows' RMS: a step moves a new row by the same share of a typical row's size in a model
+# whose embeddings are small (large models) or large (small ones).
+FIT_LR_PER_RMS = 0.1
+
+
 def warm_new_rows(
     model: Any,
     added_tokens_map: AddedTokensMap | str | Path,
-    batches: Iterable[torch.Tensor],
-    lr: float = 3e-3,
+    batches: Iterable[torch.Tensor | list[torch.Tensor]],
+    lr: float | None = None,
 ) -> list[float]:
     """Fit only the new tokens' rows (input embedding and untied head) to domain text, every other
-    weight frozen and every base row bit-identical; returns the loss of each batch.
+    weight frozen and every base row bit-identical; returns the loss of each step.
 
     Mean-of-pieces rows are a start, not a fit: a small model reads "d"+"i" well and a fused "di"
-    poorly, so its held-out bits per byte right after extension can be far above the base's. A few
-    hundred steps on these rows alone (seconds on a CPU for a small model) bring it back to the
-    base's before any weight the base learned is touched. `batches`: [batch, seq] token ids of the
-    extended tokenizer (causal LM: the labels are the inputs). Call it before deepspeed.initialize.
+    poorly, and the new token's output row steals probability from its first piece, so its held-out
+    bits per byte right after extension are 0.08-0.3 above the base's (tests/tokenizer/test_extend_init.py). A hundred
+    micro-batch steps on these rows alone bring it back to the base's before any weight the base learned is
+    touched (Chinese-LLaMA's stage 1 likewise trains the embeddings alone first). Each item of
+    `batches` is one step: [batch, seq] token ids of the extended tokenizer, or a list of them whose
+    gradients are accumulated (causal LM: the labels are the inputs). `lr` None: FIT_LR_PER_RMS times
+    the RMS of the base input rows. Call it before deepspeed.initialize.
     """
     mapping = _as_map(added_tokens_map)
     rows = [model.get_input_embeddings().weight]
     output = model.get_output_embeddings()
     if output is not None and output.weight is not rows[0]:
         rows.append(output.weight)
+    if lr is None:
+        base_rows = rows[0].detach()[: mapping.base_vocab_size].to(torch.float64)
+        lr = FIT_LR_PER_RMS * base_rows.pow(2).mean().sqrt().item()
     was_trainable = [(p, p.requires_grad) for p in model.parameters()]
+    was_training = model.training
     for parameter, _ in was_trainable:
         parameter.requires_grad_(False)
     for weight in rows:
         weight.requires_grad_(True)
+    model.eval()  # no dropout: the fit is the same on every rank and run
     # Adam with no weight decay leaves a row whose gradient is always zero exactly where it was.
     optimizer = torch.optim.Adam(rows, lr=lr)
     losses = []
     try:
-        for batch in batches:
-            loss = model(input_ids=batch, labels=batch).loss
-            loss.backward()
+        for step in batches:
+            micro = [step] if isinstance(step, torch.Tensor) else list(step)
+            total = 0.0
+            for batch in micro:
+                loss = model(input_ids=batch, labels=batch).loss / len(micro)
+                loss.backward()
+                total += loss.item()
             for weight in rows:
                 weight.grad[: mapping.base_vocab_size] = 0
                 weight.grad[mapping.vocab_size :] = 0  # padding rows stay as initialized
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(total)
     finally:
         for parameter, trainable in was_trainable:
             parameter.requires_grad_(trainable)
+        model.train(was_training)
     return losses
+
+
+def fit_steps(
+    sequences: Sequence[torch.Tensor], steps: int, micro_batch_size: int, device: torch.device | str = "cpu"
+) -> Iterator[torch.Tensor]:
+    """`steps` micro-batches of `micro_batch_size` sequences (the recipe's, so the fit fits in memory
+    wherever training does), read in order from the start of `sequences` (a mix's training set,
+    already shuffled), wrapping around if it is shorter: the same batches on every rank. Many small
+    steps fit the rows better than fewer large ones for the same compute (Adam moves each row by
+    about lr per step)."""
+    if len(sequences) == 0:
+        raise DataError("the mix has no training sequences to fit the new token rows on; build a larger mix")
+    for step in range(steps):
+        start = step * micro_batch_size
+        rows = [sequences[(start + k) % len(sequences)] for k in range(micro_batch_size)]
+        yield torch.stack(rows).to(device)
+
+
+def rows_multiple(model_config: ModelConfig, mapping: AddedTokensMap | None) -> int | None:
+    """The one rule for how many embedding rows pretraining builds: `model.pad_vocab_to_multiple_of`
+    if the recipe sets it, else the `--pad-to-multiple-of` that `tokenizer extend` recorded in the map;
+    both set and different is a ConfigError (checked before launch by pretrain.inputs)."""
+    recipe, recorded = model_config.pad_vocab_to_multiple_of, mapping.pad_to_multiple_of if mapping else None
+    if recipe is not None and recorded is not None and recipe != recorded:
+        raise ConfigError(
+            f"model.pad_vocab_to_multiple_of {recipe} != pad_to_multiple_of {recorded} recorded by "
+            f"`tokenizer extend --pad-to-multiple-of` in {mapping.source}; drop one of them or make them equal"
+        )
+    return recipe if recipe is not None else recorded
+
+
+def new_token_method(model_config: ModelConfig) -> str:
+    """`model.new_token_init`, None resolved: fit for causal (llama) models, mean for the others (the fit
+    scores next-token prediction, which an encoder does not do)."""
+    return model_config.new_token_init or ("fit" if model_config.arch == "llama" else "mean")
+
+
+def prepare_vocabulary(
+    model: Any,
+    model_config: ModelConfig,
+    vocab_size: int,
+    *,
+    fit_sequences: Sequence[torch.Tensor] | None = None,
+    micro_batch_size: int = 1,
+    device: torch.device | str = "cpu",
+) -> int:
+    """Everything pretraining does to a built model's embedding matrices (pretrain.loop.prepare_model):
+    extend them to the added tokens map (mean of pieces, then fitted with `warm_new_rows` when
+    `new_token_method` is fit, on `fit_sequences`, the run's training sequences), pad them to
+    `rows_multiple`. Returns the number of embedding rows. The fit runs on `device` (the rank's
+    accelerator) and the model is moved back afterwards; ranks may differ in the last bit on a GPU, and
+    deepspeed.initialize broadcasts rank 0's weights, so they all start alike."""
+    mapping = load_added_tokens_map(model_config.added_tokens_map) if model_config.added_tokens_map else None
+    multiple = rows_multiple(model_config, mapping)
+    if mapping is None:
+        rows = model.get_input_embeddings().weight.shape[0]
+        return pad_embeddings(model, multiple) if multiple else rows
+    rows = extend_embeddings(model, mapping, vocab_size=vocab_size, pad_to_multiple_of=multiple)
+    if new_token_method(model_config) != "fit" or not mapping.tokens:
+        return rows
+    if fit_sequences is None:
+        raise ConfigError(
+            "model.new_token_init: fit reads the run's training sequences, and the mix is not built yet; "
+            "build it first (`domainlm mix`, or start the run) or set model.new_token_init: mean"
+        )
+    home = model.get_input_embeddings().weight.device
+    model.to(device)
+    try:
+        steps = fit_steps(fit_sequences, model_config.new_token_fit_steps, micro_batch_size, device)
+        losses = warm_new_rows(model, mapping, steps)
+    finally:
+        model.to(home)
+    logger.info(
+        "fitted the %d new token rows in %d steps: loss %.4f -> %.4f",
+        len(mapping.tokens),
+        len(losses),
+        losses[0],
+        losses[-1],
+    )
+    return rows
+
+
+def rank_device(accelerator: str) -> str:
+    """This rank's device before DeepSpeed sets it: cuda:LOCAL_RANK on a GPU node, else cpu."""
+    return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if accelerator == "cuda" else "cpu"

@@ -217,7 +217,7 @@ def _save(base: LoadedTokenizer, extended: Tokenizer, out: Path) -> int:
     return fast.eos_token_id
 
 
-def _token_map(base: LoadedTokenizer, added: list[dict], extended: Tokenizer) -> dict:
+def _token_map(base: LoadedTokenizer, added: list[dict], extended: Tokenizer, pad: int | None) -> dict:
     tokens = [
         {"token": e["token"], "id": e["id"], "base_ids": e["base_ids"],
          "base_pieces": [base.tokenizer.id_to_token(i) for i in e["base_ids"]],
@@ -226,7 +226,12 @@ def _token_map(base: LoadedTokenizer, added: list[dict], extended: Tokenizer) ->
         for e in added
     ]  # fmt: skip
     return {"base_tokenizer": str(base.path), "base_fingerprint": base.fingerprint,
-            "base_vocab_size": base.vocab_size, "tokens": tokens}  # fmt: skip
+            "base_vocab_size": base.vocab_size, "tokens": tokens,
+            **({"pad_to_multiple_of": pad} if pad else {})}  # fmt: skip
+
+
+def _round_up(count: int, multiple: int) -> int:
+    return -(-count // multiple) * multiple
 
 
 def _learn(
@@ -256,10 +261,21 @@ def extend_tokenizer(
     min_frequency: int = 2,
     overwrite: bool = False,
     quiet: bool = True,
+    pad_to_multiple_of: int | None = None,
 ) -> dict:
-    """Learn up to `num_tokens` domain tokens, write the extended tokenizer, return its manifest."""
+    """Learn up to `num_tokens` domain tokens, write the extended tokenizer, return its manifest.
+
+    `pad_to_multiple_of` N is recorded in added_tokens_map.json: pretraining rounds the embedding
+    rows up to a multiple of N (pretrain.vocab_init.rows_multiple, which `model.pad_vocab_to_multiple_of`
+    may not contradict). The tokenizer itself gets no padding tokens: its ids stop at its vocab size,
+    so it encodes and decodes exactly as without padding.
+    """
     if num_tokens < 1 or min_frequency < 1:
         raise ConfigError(f"--num-tokens {num_tokens} / --min-frequency {min_frequency}: both must be >= 1")
+    if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
+        raise ConfigError(
+            f"--pad-to-multiple-of {pad_to_multiple_of}: must be >= 1 (e.g. 128 for tensor-core shapes)"
+        )
     if not corpora:
         raise ConfigError(
             "tokenizer extend needs at least one --corpus NAME=PATH (or a shipped name such as legal)"
@@ -280,7 +296,7 @@ def extend_tokenizer(
     before, after = count_tokens(base.tokenizer, corpora), count_tokens(extended, corpora)
     with atomic_output_dir(Path(out), overwrite=overwrite, command="tokenizer extend", inputs=inputs) as tmp:
         eos_id = _save(base, extended, tmp)
-        write_json(tmp / "added_tokens_map.json", _token_map(base, added, extended))
+        write_json(tmp / "added_tokens_map.json", _token_map(base, added, extended, pad_to_multiple_of))
         written = load_tokenizer(tmp)  # vocab size and fingerprint as every later stage computes them
         manifest = {
             "format": MANIFEST_FORMAT,
@@ -298,6 +314,7 @@ def extend_tokenizer(
             "num_tokens_added": len(added),
             "min_frequency": min_frequency,
             "vocab_size": written.vocab_size,
+            "embedding_rows": _round_up(written.vocab_size, pad_to_multiple_of or 1),
             "eos_token_id": eos_id,
             "tokens_before": before,
             "tokens_after": after,

@@ -137,7 +137,7 @@ def test_added_tokens_start_at_the_mean_of_their_pieces(tiny_data, tiny_recipe, 
     assert made.returncode == 0, made.stderr[-2000:]
     added = json.loads((ext / "added_tokens_map.json").read_text())["tokens"]
     overrides = [f"data.mix={mix_yaml}", f"data.tokenizer={ext}", f"model.init_from={base}"]
-    overrides += [f"model.added_tokens_map={ext / 'added_tokens_map.json'}"]
+    overrides += [f"model.added_tokens_map={ext / 'added_tokens_map.json'}", "model.new_token_init=mean"]
     init = export_init(tiny_recipe, overrides, tmp_path / "init", run_dir=tmp_path / "run")
     old, new = weights(base), weights(init)
     assert sorted(old) == sorted(new) and len(added) == 8

@@ -75,6 +75,7 @@ def test_continued_pretraining_with_vocabulary_extension(tiny_data, tmp_path):
         [
             f"model.init_from={tmp_path / 'base'}",
             f"model.added_tokens_map={tmp_path / 'extended' / 'added_tokens_map.json'}",
+            "model.new_token_init=mean",  # the rows checked below; fit: tests/pretrain/test_vocab_init.py
         ],
     )
     model = prepare_model(recipe, TokenIds(vocab_size=386, eos_token_id=3, pad_token_id=0), seq_len=16)

@@ -199,6 +199,7 @@ def test_recipe_pads_the_vocabulary_with_and_without_a_map(tmp_path):
     base = tiny_llama(tied=False)
     base.save_pretrained(tmp_path / "base")
     overrides = [f"model.init_from={tmp_path / 'base'}", f"model.added_tokens_map={write_map(tmp_path)}"]
+    overrides += ["model.new_token_init=mean"]
     extended = prepare_model(
         load_recipe("tiny_cpu", [*overrides, "model.pad_vocab_to_multiple_of=32"]), ids, 16
     )

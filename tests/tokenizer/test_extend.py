@@ -84,3 +84,38 @@ def test_extend_rejects_bad_input(bpe_dir: Path, corpora_dir: Path, tmp_path: Pa
     with pytest.raises(ConfigError, match="occurs 2\\+ times"):
         extend_tokenizer(bpe_dir, [("r", rare)], 5, tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_pad_to_multiple_of_is_recorded_and_the_tokenizer_unchanged(
+    extended: tuple[Path, dict], bpe_dir: Path, corpora_dir: Path, tmp_path: Path
+) -> None:
+    """`tokenizer extend --pad-to-multiple-of 128`: the map records 128, pretraining builds 640 rows
+    (625 tokens rounded up), and the tokenizer is byte-identical to the one written without padding."""
+    import typer
+    from typer.testing import CliRunner
+
+    from domainlm.cli.tokenizer import register
+    from domainlm.pretrain.config import load_recipe
+    from domainlm.pretrain.vocab_init import load_added_tokens_map, rows_multiple
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    args = ["tokenizer", "extend", "--base", str(bpe_dir), "--corpus", f"legal={corpora_dir / 'legal.jsonl'}",
+            "--num-tokens", "25", "--out", str(tmp_path / "padded"), "--pad-to-multiple-of", "128"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "625 embedding rows" not in result.output and "640 embedding rows" in result.output
+    padded, plain = tmp_path / "padded", extended[0]
+    assert (padded / "tokenizer.json").read_bytes() == (plain / "tokenizer.json").read_bytes()
+    manifest = json.loads((padded / "manifest.json").read_text())
+    assert manifest["vocab_size"] == 625 and manifest["embedding_rows"] == 640
+    assert extended[1]["embedding_rows"] == 625  # without the flag: one row per token
+    mapping = load_added_tokens_map(padded / "added_tokens_map.json")
+    assert mapping.pad_to_multiple_of == 128 and mapping.vocab_size == 625
+    assert rows_multiple(load_recipe("tiny_cpu").model, mapping) == 128
+    with pytest.raises(ConfigError, match=r"--pad-to-multiple-of 0: must be >= 1 \(e.g. 128 for tensor-core"):
+        extend_tokenizer(
+            bpe_dir, [("legal", corpora_dir / "legal.jsonl")], 5, tmp_path / "x", pad_to_multiple_of=0
+        )
+    assert not (tmp_path / "x").exists()
