@@ -17,6 +17,7 @@ PACKAGE = Path(domainlm.__file__).parent
 # Rank of each top-level part of domainlm: a module may import ranks <= its own.
 SHARED = (
     "errors", "config", "outputs", "progress", "assets", "units", "losses", "naming", "architectures", "storage",
+    "executors",
 )  # fmt: skip
 PIPELINE = ("corpus", "tokenizer", "mix", "plan", "pretrain", "eval")
 ON_TOP = ("testing", "mixsearch", "demo", "cli", "__main__")

@@ -10,6 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from domainlm.cli.executor_options import Executor, RayAddress
 from domainlm.cli.options import Json, Overwrite, Quiet, StorageOptions, out_option, use_storage_options
 from domainlm.config import resolve_cli_path
 from domainlm.outputs import to_json
@@ -154,6 +155,8 @@ def curate_command(
         bool, typer.Option("--dry-run", help="Report what would be removed; write nothing.")
     ] = False,
     overwrite: Overwrite = False,
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
     storage_option: StorageOptions = None,
     json_output: Json = False,
     quiet: Quiet = False,
@@ -179,6 +182,8 @@ def curate_command(
         dry_run=dry_run,
         overwrite=overwrite,
         quiet=quiet,
+        executor=executor,
+        ray_address=ray_address,
     )
     if json_output:
         print(to_json({**result.report, "run": result.run_info}), end="")

@@ -96,8 +96,11 @@ def curate(
     dry_run: bool = False,
     overwrite: bool = False,
     quiet: bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> CurateResult:
-    """Run every enabled stage; with `dry_run` nothing is written and `out` may be None."""
+    """Run every enabled stage; with `dry_run` nothing is written and `out` may be None.
+    `executor="ray"`: the per-document work and dedup partitions run as Ray tasks (ray_executor.py)."""
     if workers < 1:
         raise ConfigError(f"--workers {workers}: must be at least 1")
     if shards < 0:
@@ -115,10 +118,23 @@ def curate(
     references = _reference_index(config)
     if references is not None:
         stats.stage_info["decontaminate"] = references.describe()
-    target = _output(specs, out, dry_run, overwrite, quiet)
-    with target as tmp, make_progress(quiet) as progress:
+    cluster = _cluster(executor, ray_address, shards)  # connected before anything is written
+    with (
+        cluster as ray,
+        _output(specs, out, dry_run, overwrite, quiet) as tmp,
+        make_progress(quiet) as progress,
+    ):
         sink = _Sink(tmp, [spec.source for spec in specs]) if tmp is not None else None
-        if shards:
+        if ray is not None:
+            from domainlm.corpus.curate.ray_executor import run_ray
+
+            def write(merger: DedupMerger, record: DocRecord) -> None:
+                removal, cut = _decide(merger, record)
+                stats.add(record, removal, cut)
+                _apply(sink, record, removal, cut)
+
+            read_stats = run_ray(ray, readers, config, stats, progress, references, write)
+        elif shards:
             work_root = Path(out).parent if out is not None and not is_url(str(out)) else None
             read_stats = _run_sharded(
                 specs, readers, config, stats, sink, workers, shards, progress, work_root, references
@@ -149,6 +165,19 @@ def _output(
     local = local_path_of(str(out)) or Path(out)
     inputs = [path for spec in specs for path in spec.paths if not is_url(path)]
     return atomic_output_dir(local, overwrite=overwrite, command="curate", inputs=inputs)
+
+
+def _cluster(executor: str, ray_address: str | None, shards: int) -> contextlib.AbstractContextManager:
+    """The Ray connection for --executor ray (None for local), checked before the output exists."""
+    from domainlm.executors import check_executor
+
+    if check_executor(executor, ray_address) == "local":
+        return contextlib.nullcontext(None)
+    if shards:
+        raise ConfigError(f"--shards {shards} with --executor ray: Ray splits the work itself; drop --shards")
+    from domainlm.executors.ray_cluster import ray_cluster
+
+    return ray_cluster(ray_address)
 
 
 def _check_source_names(specs: list[CorpusSpec], config: CurateConfig) -> None:
