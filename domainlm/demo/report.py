@@ -99,9 +99,10 @@ def _eval_section(rows: list[ModelRow], evaluation: dict) -> str:
     general = next(r for r in rows if r.name == GENERAL)
     cells = []
     for row in rows:
+        change = [f"{row.bits_per_byte[d] / general.bits_per_byte[d] - 1:+.1%}" for d in domains]
         cells.append([_e(row.label), _e(row.trained_on), tokens_label(row, rows)]
                      + [f"{row.bits_per_byte[d]:.3f}" for d in domains]
-                     + [f"{row.bits_per_byte[d] / general.bits_per_byte[d] - 1:+.1%}" for d in domains])  # fmt: skip
+                     + (["&mdash;"] * len(domains) if row is general else change))  # fmt: skip
     cards = "".join(f'<div class="card">{_e(line)}</div>' for line in headlines(rows))
     return (
         '<h2>5. Domain adaptation: bits per byte on held-out text <a href="eval/report.md">report</a></h2>'
@@ -117,7 +118,7 @@ def _eval_section(rows: list[ModelRow], evaluation: dict) -> str:
             cells,
             2,
         )  # fmt: skip
-        + f'<p class="muted">Lower is better. {_e(evaluation.get("note", ""))}</p>'
+        + f'<p class="muted">{_e(evaluation.get("note", ""))}</p>'
         + '<img alt="bits per byte per model and domain" src="eval/bits_per_byte.png">'
     )
 
