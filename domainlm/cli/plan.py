@@ -37,19 +37,19 @@ def _recipe_can_train(
     tensor_parallel: int | None,
     pipeline_parallel: int | None,
 ) -> None:
-    """`domainlm pretrain` trains with AdamW, shards over all GPUs, builds the fp32 model on every rank and
-    has no tensor/pipeline parallelism: a recipe planned otherwise would not be what it trains."""
+    """`domainlm pretrain` trains with AdamW, shards over all GPUs and has no tensor/pipeline parallelism: a
+    recipe planned otherwise would not be what it trains. (--zero-init is what it does at ZeRO-3:
+    deepspeed.zero_init, on by default, constructs the model sharded.)"""
     given = {
         f"--optimizer {optimizer}": optimizer != "adamw",
         "--shard-group-size": shard_group_size is not None,
-        "--zero-init": zero_init,
         "--tensor-parallel/--pipeline-parallel": tensor_parallel is not None or pipeline_parallel is not None,
     }
     unsupported = [flag for flag, used in given.items() if used]
     if unsupported:
         raise ConfigError(
             f"--write-recipe with {', '.join(unsupported)}: domainlm pretrain trains with AdamW, ZeRO over all "
-            "GPUs and no zero.Init or tensor/pipeline parallelism; drop them to write a recipe (or plan without "
+            "GPUs and no tensor/pipeline parallelism; drop them to write a recipe (or plan without "
             "--write-recipe)"
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domainlm.pretrain import construct
 from domainlm.pretrain.launch import format_command
 from domainlm.pretrain.run import PreparedRun
 
@@ -43,6 +44,8 @@ def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
         strategy=strategy,
         checkpointing=ds.activation_checkpointing,
         gpu_memory_bytes=gpu.memory_bytes,
+        gpus_per_node=prepared.spec.num_gpus,
+        zero_init=construct.applies(recipe),
     )
     assumed_mfu = DEFAULT_MFU  # the planner's assumption, so both report the same time
     tokens_per_step = prepared.tokens_per_step.value
@@ -57,10 +60,40 @@ def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
         "memory_per_gpu_gib": round(memory.total / 2**30, 2),
         "gpu_memory_gib": round(gpu.memory_gib, 1),
         "fits": memory.fits,
+        **memory_phases(recipe, shape, memory, gpu.memory_bytes, prepared.spec.num_gpus),
         "assumed_mfu": assumed_mfu,
         "step_seconds": round(step_s, 3),
         "total_hours": round(step_s * prepared.max_steps / 3600, 2),
         "tokens_per_step": tokens_per_step,
+    }
+
+
+def memory_phases(
+    recipe: Any, shape: Any, memory: Any, gpu_bytes: float, gpus_per_node: int
+) -> dict[str, Any]:
+    """Device and host memory at start (construction) and in steady state (training), from the planner.
+
+    At start, built whole, every rank builds the fp32 model on the host (plan.host's load) and DeepSpeed
+    moves the whole 16-bit model to each GPU before ZeRO partitions it; built sharded (ZeRO-3
+    zero.Init, domainlm.pretrain.construct) a rank holds its partition plus the one module being built.
+    Steady state is the planner's per-GPU total and the host's offloaded states (x1.5 buffers).
+    """
+    from domainlm.plan.host import HOST_BUFFER_FACTOR
+    from domainlm.plan.memory import USABLE_FRACTION
+
+    sharded = construct.applies(recipe)
+    n, largest = float(shape.num_params), float(shape.largest_module_params())
+    weight_bytes = 4 if recipe.train.precision == "fp32" else 2
+    start_device = weight_bytes * (n / memory.shard_group_size + largest if sharded else n)
+    load = memory.host_load_sharded_per_node if sharded else memory.host_load_per_node
+    gib = 2**30
+    return {
+        "sharded_construction": sharded,
+        "device_start_gib": round(start_device / gib, 2),
+        "device_steady_gib": round(memory.total / gib, 2),
+        "device_start_fits": start_device <= gpu_bytes * USABLE_FRACTION,
+        "host_start_per_node_gib": round(HOST_BUFFER_FACTOR * load / gib, 1),
+        "host_steady_per_node_gib": round(HOST_BUFFER_FACTOR * memory.cpu_per_gpu * gpus_per_node / gib, 1),
     }
 
 

@@ -202,7 +202,10 @@ def torchrun_command(spec: LaunchSpec, run_dir: Path | list[Path]) -> list[str]:
 
 
 def launch_command(spec: LaunchSpec, run_dir: Path | list[Path]) -> list[str]:
-    """The command that starts the ranks (Slurm: the one srun runs is in the sbatch script)."""
+    """The command that starts the ranks (Slurm: submitting the sbatch script, whose srun starts them)."""
+    if spec.launcher == "slurm":
+        first = run_dir[0] if isinstance(run_dir, list) else run_dir
+        return ["sbatch", str(Path(first).resolve() / "launch.sbatch")]
     if spec.launcher == "torchrun":
         return torchrun_command(spec, run_dir)
     return deepspeed_command(spec, run_dir)

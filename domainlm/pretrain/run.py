@@ -395,7 +395,8 @@ def _run_command(command: list[str], prepared: PreparedRun) -> None:
     preempt.clear(prepared.run_dir)
     # Rank output goes to stderr, like our logs, so stdout stays clean for --json.
     result = subprocess.run(command, env=prepared.env, check=False, stdout=sys.stderr)
-    if result.returncode == preempt.PREEMPTED_EXIT:
+    # torchrun reports a rank's exit 75 as its own failure (1): the marker rank 0 wrote is what counts.
+    if result.returncode != 0 and (prepared.run_dir / preempt.PREEMPTED_NAME).is_file():
         raise ResourceError(
             f"training stopped on a preemption signal (SIGUSR1) after writing a checkpoint in "
             f"{prepared.run_dir / 'checkpoints'}; rerun the same command to resume from it"

@@ -91,13 +91,13 @@ def test_host_memory_flag_and_zero_init():
 
 
 def test_write_recipe_refuses_what_pretrain_does_not_train(tmp_path):
-    """`domainlm pretrain` trains AdamW, ZeRO over all GPUs, no zero.Init, no t/p: other plans write no recipe."""
+    """`domainlm pretrain` trains AdamW, ZeRO over all GPUs, no t/p: other plans write no recipe (zero.Init it
+    does: deepspeed.zero_init, test_sharded_construction)."""
     out = tmp_path / "r.yaml"
     base = ["plan", "--params", "1B", "--gpus", "8", "--gpu-type", "a100-80gb", "--write-recipe", str(out)]
     for extra, flag in [
         (["--optimizer", "sgd"], "--optimizer sgd"),
         (["--shard-group-size", "4"], "--shard-group-size"),
-        (["--zero-init"], "--zero-init"),
         (["--tensor-parallel", "2"], "--tensor-parallel/--pipeline-parallel"),
     ]:
         result = runner.invoke(app, [*base, *extra])
