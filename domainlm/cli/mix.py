@@ -10,6 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from domainlm.cli.executor_options import Executor, RayAddress
 from domainlm.cli.options import Json, Overwrite, Quiet, StorageOptions, out_option, use_storage_options
 from domainlm.config import resolve_cli_path
 from domainlm.errors import ConfigError
@@ -163,6 +164,8 @@ def mix(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Tokenize every file, read and write no token cache.")
     ] = False,
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
     storage_option: StorageOptions = None,
     quiet: Quiet = False,
     as_json: Json = False,
@@ -183,6 +186,8 @@ def mix(
         strict=strict,
         quiet=quiet or as_json,
         cache=token_cache,
+        executor=executor,
+        ray_address=ray_address,
     )
     if as_json:
         print(json.dumps(summary(result), indent=2))

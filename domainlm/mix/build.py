@@ -175,6 +175,8 @@ def build_mix(
     strict: bool = False,
     quiet: bool = False,
     cache: Path | str | bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> MixResult:
     """Run the mix described by `config` (a dry run tokenizes to count, and writes no mix).
 
@@ -192,7 +194,12 @@ def build_mix(
     readers = _readers(config, strict)
     out = None if dry_run else config.out
     inputs = [loaded.path, *(f for reader in readers for f in reader.files if isinstance(f, Path))]
-    token_cache = open_cache(cache)
+    with _cluster(executor, ray_address, cache) as ray:  # an unreachable cluster fails before any write
+        token_cache = open_cache(cache)
+        if ray is not None:  # tokenize into the cache as Ray tasks; the build below reads the entries
+            from domainlm.mix.ray_encode import fill_cache_on_ray
+
+            fill_cache_on_ray(ray, config, readers, cache, token_cache, strict, quiet)
     output = _output(out, overwrite, inputs, quiet)
     with output as root, make_progress(quiet) as progress:
         encoder = LazyEncoder(loaded, lambda: _encoder(loaded, readers))
@@ -205,6 +212,23 @@ def build_mix(
     seconds = time.perf_counter() - started
     shown = None if out is None else out if is_url(out) else Path(out)
     return MixResult(schedule.allocations, sources, loaded, seconds, shown, manifest, schedule.phases)
+
+
+def _cluster(
+    executor: str, ray_address: str | None, cache: Path | str | bool
+) -> contextlib.AbstractContextManager:
+    """The Ray connection for --executor ray (None for local); its tasks write the token cache."""
+    from domainlm.executors import check_executor
+
+    if check_executor(executor, ray_address) == "local":
+        return contextlib.nullcontext(None)
+    if cache is False:
+        raise ConfigError(
+            "--executor ray with --no-cache: Ray tasks tokenize into the token cache; drop --no-cache"
+        )
+    from domainlm.executors.ray_cluster import ray_cluster
+
+    return ray_cluster(ray_address)
 
 
 def _output(

@@ -55,6 +55,9 @@ _BANDS = pa.schema(
 _PAIRS = pa.schema(
     [("ordinal", pa.int64()), ("earlier", pa.int64()), ("earlier_id", pa.string()), ("jaccard", pa.float64())]
 )
+# The last run's dedup shuffle volume, tasks and partitions (benchmarks/bench_scale.py reads it;
+# kept out of report.json, which must equal the local run's).
+last_run: dict[str, int] = {}
 RETRIES = 3  # a task whose worker dies (node lost, OOM-killed) runs again; a task that raises does not
 
 
@@ -81,12 +84,9 @@ def map_file(
     base = job["index"] << _FILE_BITS
     docs = ((base + i, doc) for i, doc in enumerate(reader))
     records = [processor.process(o, doc, repeat) for o, doc, repeat in mark_repeats(docs, config)]
-    return [
-        to_ipc(records_table(records)),
-        reader.stats.as_dict(),
-        *_exact_blocks(records, parts),
-        *_band_blocks(records, config, band_parts),
-    ]
+    blocks = [*_exact_blocks(records, parts), *_band_blocks(records, config, band_parts)]
+    info = {"read": reader.stats.as_dict(), "shuffle_bytes": sum(len(b) for b in blocks)}
+    return [to_ipc(records_table(records)), info, *blocks]
 
 
 def _exact_blocks(records: list[DocRecord], parts: int) -> list[bytes]:
@@ -232,7 +232,10 @@ def run_ray(
         .remote(config_json, len(exact), *exact, *(out[2 + parts + q] for out in outputs))
         for q in range(band_parts)
     ]
-    per_file = _watch(ray, progress, [out[1] for out in outputs], exact + bands)
+    per_file, shuffled = _watch(ray, progress, [out[1] for out in outputs], exact + bands)
+    last_run.clear()
+    last_run.update(tasks=len(jobs) + len(exact) + len(bands), partitions=parts, band_groups=band_parts)
+    last_run.update(shuffle_bytes=shuffled)
     merger = DedupMerger(config)
     resolved_exact = _ResolvedExact(_duplicates(ray, exact))
     resolved_near = _ResolvedNear(_matches(ray, bands))
@@ -272,21 +275,25 @@ def _matches(ray: Any, bands: list[Any]) -> dict[int, list[tuple[int, str, float
     return {later: [pairs[e] for e in sorted(pairs)] for later, pairs in found.items()}
 
 
-def _watch(ray: Any, progress: Progress, stat_refs: list[Any], others: list[Any]) -> list[dict[str, Any]]:
+def _watch(
+    ray: Any, progress: Progress, stat_refs: list[Any], others: list[Any]
+) -> tuple[list[dict[str, Any]], int]:
     """One bar over every task, with the documents and bytes per second of the finished map tasks."""
     task = progress.add_task("curate on Ray (tasks)", total=len(stat_refs) + len(others))
     start = time.perf_counter()
     position = {ref: k for k, ref in enumerate(stat_refs)}
     per_file: list[dict[str, Any]] = [{} for _ in stat_refs]
-    docs = num_bytes = 0
+    docs = num_bytes = shuffled = 0
     pending = [*stat_refs, *others]
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         for ref in done:
             if ref in position:
-                per_file[position[ref]] = found = get(ray, ref)
-                docs += found["documents"]
-                num_bytes += found["bytes"]
+                found = get(ray, ref)
+                per_file[position[ref]] = found["read"]
+                docs += found["read"]["documents"]
+                num_bytes += found["read"]["bytes"]
+                shuffled += found["shuffle_bytes"]
             else:
                 get(ray, ref)  # a failed partition task fails the run here
         seconds = max(time.perf_counter() - start, 1e-9)
@@ -295,4 +302,4 @@ def _watch(ray: Any, progress: Progress, stat_refs: list[Any], others: list[Any]
             advance=len(done),
             description=f"curate on Ray: {num_bytes / 1e6 / seconds:.2f} MB/s, {docs / seconds:,.0f} docs/s",
         )
-    return per_file
+    return per_file, shuffled
