@@ -183,12 +183,17 @@ def export_hf(engine: Any, tokenizer_dir: Path, out: Path, rank: int) -> Path | 
     """Collective: gather the full weights and write an HF model dir (safetensors, config, tokenizer) on rank 0."""
     from transformers import AutoTokenizer
 
+    from domainlm.pretrain.speed import trimmed_for_export
+
     state_dict = ds.full_state_dict(engine)
     if rank == 0:
-        model = engine.module
-        with atomic_output_dir(out, overwrite=True, command="pretrain", inputs=[tokenizer_dir]) as tmp:
+        model, tokenizer = engine.module, AutoTokenizer.from_pretrained(tokenizer_dir)
+        with (
+            atomic_output_dir(out, overwrite=True, command="pretrain", inputs=[tokenizer_dir]) as tmp,
+            trimmed_for_export(model, state_dict, len(tokenizer)) as state_dict,  # no padding rows
+        ):
             model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-            AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
         log.info("exported %s", out)
     ds.barrier()
     return out if rank == 0 else None

@@ -98,8 +98,9 @@ def build_sharded(recipe: Recipe, ids: Any, seq_len: int, ds_config: dict[str, A
         load_safetensors_sharded(model, Path(cfg.init_from), rank)
     else:
         init_weights(model, recipe.train.seed, sharded=True)
-    if recipe.deepspeed.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    from domainlm.pretrain.speed import apply_model_switches
+
+    apply_model_switches(model, recipe)  # Liger kernels, full or selective checkpointing
     return model
 
 

@@ -19,6 +19,7 @@ from domainlm.errors import ConfigError
 from domainlm.outputs import atomic_output_dir, check_output_dir
 from domainlm.pretrain.config import Recipe
 from domainlm.pretrain.inputs import RunInputs, load_run
+from domainlm.pretrain.speed import trimmed_for_export
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ def export_init(
     with contextlib.redirect_stdout(sys.stderr):
         model, tokenizer = build_initial_model(recipe, inputs, eos_token_id)
         with atomic_output_dir(out, overwrite=overwrite, command=COMMAND, inputs=read) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
+            # Without the vocabulary's padding rows, as the trained export (speed.trimmed_for_export).
+            with trimmed_for_export(model, model.state_dict(), len(tokenizer)) as state_dict:
+                model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
     log.debug("wrote the initialization of %s (seed %d) to %s", recipe.name, recipe.train.seed, out)
     return out

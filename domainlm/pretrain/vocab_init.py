@@ -313,17 +313,33 @@ def fit_steps(
         yield torch.stack(rows).to(device)
 
 
+# Embedding rows of a model built from scratch are rounded up to this multiple unless the recipe says
+# otherwise: the embedding gather and the head matmul ([tokens, H] x [H, rows]) get tensor-core tile
+# shapes (GPT-2's 50,257 -> 50,304, as nanoGPT and Megatron's make-vocab-size-divisible-by pad).
+DEFAULT_ROWS_MULTIPLE = 128
+
+
 def rows_multiple(model_config: ModelConfig, mapping: AddedTokensMap | None) -> int | None:
     """The one rule for how many embedding rows pretraining builds: `model.pad_vocab_to_multiple_of`
-    if the recipe sets it, else the `--pad-to-multiple-of` that `tokenizer extend` recorded in the map;
-    both set and different is a ConfigError (checked before launch by pretrain.inputs)."""
+    if the recipe sets it, else the `--pad-to-multiple-of` that `tokenizer extend` recorded in the map,
+    else DEFAULT_ROWS_MULTIPLE for a model built from scratch (a continued `init_from` model keeps its
+    checkpoint's rows: Llama-2's 32,000 and Llama-3's 128,256 are multiples of 128 already). Both set
+    and different is a ConfigError (checked before launch by pretrain.inputs)."""
     recipe, recorded = model_config.pad_vocab_to_multiple_of, mapping.pad_to_multiple_of if mapping else None
     if recipe is not None and recorded is not None and recipe != recorded:
         raise ConfigError(
             f"model.pad_vocab_to_multiple_of {recipe} != pad_to_multiple_of {recorded} recorded by "
             f"`tokenizer extend --pad-to-multiple-of` in {mapping.source}; drop one of them or make them equal"
         )
-    return recipe if recipe is not None else recorded
+    if recipe is not None or recorded is not None:
+        return recipe if recipe is not None else recorded
+    return DEFAULT_ROWS_MULTIPLE if model_config.init_from is None else None
+
+
+def padded_rows(vocab_size: int, model_config: ModelConfig) -> int:
+    """Embedding rows of a model built from scratch for a `vocab_size`-token tokenizer."""
+    multiple = rows_multiple(model_config, None) or 1
+    return -(-vocab_size // multiple) * multiple
 
 
 def new_token_method(model_config: ModelConfig) -> str:
