@@ -60,9 +60,16 @@ class ModelConfig(StrictModel):
     pad_vocab_to_multiple_of: int | None = Field(
         None,
         gt=0,
-        description="round the embedding rows (and an untied head) up to a multiple of N, e.g. 64 for "
-        "tensor-core shapes; the extra rows are never produced by the tokenizer (ids stop at its "
-        "vocab size) and start as the mean of the other rows; None = one row per token",
+        description="round the embedding rows (and an untied head) up to a multiple of N for tensor-core "
+        "matmul shapes; the extra rows are never produced by the tokenizer (ids stop at its vocab size), "
+        "start as the mean of the other rows and are trimmed from the export; None = the "
+        "--pad-to-multiple-of recorded by `tokenizer extend` in added_tokens_map, else 128 for a model "
+        "built from scratch (an init_from model keeps its rows); 1 = no padding",
+    )
+    liger_kernels: bool = Field(
+        False,
+        description="Liger's Triton RMSNorm, RoPE and SwiGLU kernels (llama, CUDA, the `gpu` extra: "
+        "pip install 'domainlm[gpu]'); checked before launch",
     )
     hidden_size: int = Field(2048, gt=0, description="model width H")
     num_layers: int = Field(22, gt=0, description="transformer blocks (encoder and decoder each for t5)")
@@ -176,7 +183,11 @@ class TrainConfig(StrictModel):
     total_tokens: int | str | None = Field(None, description="training tokens, e.g. 20B; sets max_steps")
     seed: int = Field(1234, ge=0)
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
-    compile: bool = Field(False, description="torch.compile the model (GPU; slower start, faster steps)")
+    compile: bool | Literal["per_layer"] = Field(
+        False,
+        description="torch.compile the model (GPU; slower start, faster steps); per_layer: each decoder "
+        "layer alone (one graph reused by every layer: a short start)",
+    )
     deterministic: bool = Field(False, description="deterministic kernels (CPU tests: exact resume)")
 
     @field_validator("global_batch_tokens", "total_tokens")
@@ -210,7 +221,12 @@ class DeepSpeedConfig(StrictModel):
     zero_stage: int = Field(3, ge=0, le=3, description="0 = DDP, 1 optimizer, 2 + gradients, 3 + parameters")
     offload_optimizer: bool = Field(False, description="optimizer states in CPU RAM (DeepSpeedCPUAdam)")
     offload_params: bool = Field(False, description="ZeRO-3 parameters in CPU RAM")
-    activation_checkpointing: bool = Field(False, description="recompute activations in backward")
+    activation_checkpointing: bool | Literal["selective"] = Field(
+        False,
+        description="recompute activations in backward: true = whole layers; selective = keep matmul "
+        "and attention outputs, recompute only the cheap ops (norms, SwiGLU, RoPE): less memory saved, "
+        "almost no recompute",
+    )
     zero_init: bool = Field(
         True,
         description="ZeRO-3: construct the model sharded (deepspeed.zero.Init), each rank holding only its "

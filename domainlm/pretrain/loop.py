@@ -23,7 +23,7 @@ from domainlm.errors import ConfigError, DataError
 from domainlm.mix.dataset import SourceIds, train_dataset
 from domainlm.mix.manifest import MixManifest, open_mix
 from domainlm.pretrain import checkpoint as ckpt
-from domainlm.pretrain import construct, elastic, heldout, preempt
+from domainlm.pretrain import construct, elastic, heldout, preempt, speed
 from domainlm.pretrain import engine as ds
 from domainlm.pretrain.config import Recipe
 from domainlm.pretrain.data import TrainBatches
@@ -117,8 +117,7 @@ def prepare_model(
     model = build_model(recipe.model, ids, seq_len, recipe.train.seed)
     prepare_vocabulary(model, recipe.model, ids.vocab_size, fit_sequences=train_sequences,
                        micro_batch_size=recipe.train.micro_batch_size, device=device)  # fmt: skip
-    if recipe.deepspeed.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    speed.apply_model_switches(model, recipe)  # Liger kernels, full or selective checkpointing
     return model
 
 
@@ -174,8 +173,11 @@ def build_context(run_dir: Path) -> Context:
     # Before initialize: loading a checkpoint saved on another rank count is an engine config flag.
     resume = ckpt.resume_point(run_dir, world_size, rank)
     ds_config = elastic.universal_config(spec.ds_config) if resume and resume.universal else spec.ds_config
+    ds_config = speed.optimizer_params(ds_config, ds.accelerator_name())  # fused AdamW on CUDA
     engine = ds.initialize(model, ds_config, ds.build_scheduler_fn(recipe, spec.max_steps))
-    if recipe.train.compile:
+    if recipe.train.compile == "per_layer":
+        speed.compile_layers(engine.module)
+    elif recipe.train.compile:
         ds.compile_engine(engine)
     current = ckpt.TrainerState(0, 0, world_size, spec.mix_fingerprint, spec.tokenizer_fingerprint)
     step, consumed = _maybe_resume(engine, resume, current, rank, spec.force_resume, recipe.train.seed)

@@ -41,9 +41,12 @@ class TokenIds:
 
 
 def build_model_config(cfg: ModelConfig, ids: TokenIds, seq_len: int) -> PretrainedConfig:
-    """A transformers config for `cfg.arch` at the tokenizer's vocabulary size."""
+    """A transformers config for `cfg.arch` with a row per token, padded (vocab_init.rows_multiple)."""
+    from domainlm.pretrain.vocab_init import padded_rows
+
     max_pos = cfg.max_position_embeddings or seq_len
-    common = dict(vocab_size=ids.vocab_size, pad_token_id=ids.pad_token_id, eos_token_id=ids.eos_token_id)
+    rows = padded_rows(ids.vocab_size, cfg)  # tensor-core shapes; the tokenizer never yields the extra ids
+    common = dict(vocab_size=rows, pad_token_id=ids.pad_token_id, eos_token_id=ids.eos_token_id)
     if cfg.arch == "llama":
         return LlamaConfig(
             hidden_size=cfg.hidden_size,

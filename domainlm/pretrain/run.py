@@ -259,6 +259,10 @@ def _check_optional_packages(recipe: Recipe, device: str = "cuda") -> None:
     """Packages the ranks would import: missing ones fail here, in one line, not on every rank after launch."""
     import importlib.util
 
+    from domainlm.pretrain.speed import check_switches
+
+    check_switches(recipe, device)  # model.liger_kernels: the package, a GPU, a llama
+
     if recipe.model.attention == "flash_attention_2":
         if importlib.util.find_spec("flash_attn") is None:
             raise ConfigError(
