@@ -62,7 +62,8 @@ class ModelConfig(StrictModel):
         gt=0,
         description="round the embedding rows (and an untied head) up to a multiple of N for tensor-core "
         "matmul shapes; the extra rows are never produced by the tokenizer (ids stop at its vocab size), "
-        "start as the mean of the other rows and are trimmed from the export; None = the "
+        "start as the mean of the other rows (init_from) or like any row (from scratch) and are trimmed "
+        "from the export; None = the "
         "--pad-to-multiple-of recorded by `tokenizer extend` in added_tokens_map, else 128 for a model "
         "built from scratch (an init_from model keeps its rows); 1 = no padding",
     )
