@@ -51,3 +51,21 @@ def test_executor_names():
         check_executor("spark")
     with pytest.raises(ConfigError, match=r"--ray-address h:1: given with --executor local"):
         check_executor("local", "h:1")
+
+
+def test_unreachable_address_mix_exit_2_nothing_written(tmp_path):
+    from domainlm.assets import reference_tokenizer
+    from tests.mix import DATA_MIXES
+
+    address = f"127.0.0.1:{_closed_port()}"
+    out, cache = tmp_path / "mix", tmp_path / "tokens"
+    run = subprocess.run(
+        [sys.executable, "-m", "domainlm", "mix", str(DATA_MIXES / "finance_51_49.yaml"), "--out", str(out),
+         "--tokenizer", str(reference_tokenizer("gpt2")), "--cache", str(cache),
+         "--executor", "ray", "--ray-address", address, "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --ray-address {address}: no Ray cluster answers")
+    assert list(tmp_path.iterdir()) == []  # neither the mix nor the token cache
