@@ -9,8 +9,11 @@ Formats, chosen by file name:
 - any other directory: every supported file below it, in sorted path order; a glob likewise.
 Everything streams: memory is bounded by one line / one record batch, never the corpus.
 A path may be a URL (`s3://bucket/corpus/`, `gs://`, `memory://`; domainlm.storage): files, folders
-and globs in object storage are listed there and streamed (ranged reads, no local copy), and ids
-name the URL; a saved `datasets` folder must be local.
+and globs in object storage are listed there and streamed (ranged reads, no local copy); a saved
+`datasets` folder must be local.
+A document's id names its file relative to the path given (domainlm.corpus.file_names) and where in
+it: `x.jsonl.gz:12` (line), `data.parquet#7` (row), `sub/a.txt`, `ds[train]#3`, so the same corpus
+in another folder or a bucket gives the same ids; problems and errors name the full path or URL.
 A malformed line, a non-UTF-8 line, a missing text field or an empty file is counted in
 `ReadStats` and skipped; with `strict=True` it is a DataError naming the file and line.
 A damaged file (truncated or corrupt `.gz`/`.zst`, a Parquet file that cannot be decoded) is always
@@ -30,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from domainlm.corpus.file_names import file_names, spec_base
 from domainlm.errors import DataError
 from domainlm.storage import check_reachable, is_url, local_path_of
 from domainlm.storage.paths import RemotePath
@@ -44,7 +48,8 @@ _PARQUET_BATCH_ROWS = 1024
 
 @dataclass(frozen=True)
 class Document:
-    """One document: its text, the source (corpus) name, and an id that traces it to file and line."""
+    """One document: its text, the source (corpus) name, and an id that traces it to file and line
+    (the file named relative to the corpus path given: `sub/x.jsonl.gz:12`)."""
 
     text: str
     source: str
@@ -148,15 +153,42 @@ def _expand_url(spec: str) -> list[RemotePath]:
     raise DataError(f"{spec}: no such file or folder in the bucket; check the corpus URL")
 
 
-def expand_paths(specs: list[str | Path]) -> list[Path]:
-    """Files (and dataset dirs) named by paths, folders and globs, in a deterministic order."""
+def expand_named(specs: list[str | Path]) -> tuple[list[Path], list[tuple[str, ...]]]:
+    """Files (and dataset dirs) named by paths, folders and globs, in a deterministic order, and
+    the folder each is named from in document ids (that of the spec that listed it first)."""
     files: list[Path] = []
+    bases: list[tuple[str, ...]] = []
+    seen: set[str] = set()
     for spec in specs:
         found = _expand_one(spec)
         if not found:
             raise DataError(f"{spec}: matches no corpus files (.txt, .jsonl[.gz|.zst], .parquet)")
-        files.extend(p for p in found if p not in files)
-    return files
+        base = spec_base(spec, found)
+        for path in found:
+            if str(path) not in seen:
+                seen.add(str(path))
+                files.append(path)
+                bases.append(base)
+    return files, bases
+
+
+def expand_paths(specs: list[str | Path]) -> list[Path]:
+    """Files (and dataset dirs) named by paths, folders and globs, in a deterministic order."""
+    return expand_named(specs)[0]
+
+
+def name_apart(readers: list[CorpusReader]) -> None:
+    """Name the files of several readers as one reader would (where two readers' files would get
+    one name, from the folder they share): ids that say which file across corpora, e.g. in a
+    removal log's `duplicate_of`. A file listed by two readers keeps its first reader's name."""
+    unique: dict[str, tuple[Path, tuple[str, ...]]] = {}
+    for reader in readers:
+        for path, base in zip(reader.files, reader._bases, strict=True):
+            unique.setdefault(str(path), (path, base))
+    files = [path for path, _ in unique.values()]
+    named = dict(zip(unique, file_names(files, [base for _, base in unique.values()]), strict=True))
+    for reader in readers:
+        reader._set_names([named[str(path)] for path in reader.files])
 
 
 def _decompression_errors() -> tuple[type[BaseException], ...]:
@@ -202,7 +234,9 @@ def _decompressed(path: Path | RemotePath, raw: io.BufferedIOBase) -> io.Buffere
 class CorpusReader:
     """Iterate the documents of one corpus (any mix of supported files), counting what is skipped.
 
-    Iterating again re-reads the files and resets `stats`.
+    Iterating again re-reads the files and resets `stats`. `names`: the name each file gets in
+    document ids, for a reader over files another reader listed (`for_file`, or a worker given
+    one file and its name); by default each is named relative to the path that listed it.
     """
 
     def __init__(
@@ -211,23 +245,39 @@ class CorpusReader:
         source: str | None = None,
         text_field: str = "text",
         strict: bool = False,
+        names: list[str] | None = None,
     ) -> None:
         specs = [paths] if isinstance(paths, str | Path) else list(paths)
         if not specs:
             raise DataError(
                 f"corpus {source or ''!r}: no paths given; name at least one file, folder or glob"
             )
-        self.files = expand_paths(specs)
+        self.files, self._bases = expand_named(specs)
+        if names is not None and len(names) != len(self.files):
+            raise ValueError(f"{len(names)} names for {len(self.files)} files")
+        self._set_names(list(names) if names is not None else file_names(self.files, self._bases))
         self.source = source or Path(specs[0]).name.split(".")[0]
         self.text_field = text_field
         self.strict = strict
         self.stats = ReadStats()
 
+    def _set_names(self, names: list[str]) -> None:
+        self.names = names
+        self._name_by_file = dict(zip(self.files, names, strict=True))
+
+    def name_of(self, path: Path) -> str:
+        """The name `path` (one of `files`) has in this reader's document ids."""
+        return self._name_by_file[path]
+
+    def for_file(self, path: Path) -> CorpusReader:
+        """A reader over one of this reader's files, its documents carrying the same ids."""
+        return CorpusReader([path], self.source, self.text_field, self.strict, names=[self.name_of(path)])
+
     def __iter__(self) -> Iterator[Document]:
         self.stats = ReadStats()
-        for path in self.files:
+        for path, name in zip(self.files, self.names, strict=True):
             self.stats.num_files += 1
-            yield from self._read_file(path)
+            yield from self._read_file(path, name)
 
     def _problem(self, counter: str, where: str, message: str) -> None:
         if self.strict:
@@ -236,37 +286,38 @@ class CorpusReader:
         if len(self.stats.problems) < _MAX_PROBLEMS_KEPT:
             self.stats.problems.append(f"{where}: {message}")
 
-    def _emit(self, text: str, doc_id: str) -> Iterator[Document]:
+    def _emit(self, text: str, doc_id: str, where: str) -> Iterator[Document]:
+        """A document with id `doc_id` (what outputs carry); `where`: its full path, for problems."""
         if not text.strip():
-            self._problem("num_empty_documents", doc_id, "empty document")
+            self._problem("num_empty_documents", where, "empty document")
             return
         self.stats.num_documents += 1
         self.stats.num_bytes += len(text.encode("utf-8"))
         yield Document(text=text, source=self.source, doc_id=doc_id)
 
-    def _read_file(self, path: Path) -> Iterator[Document]:
+    def _read_file(self, path: Path, name: str) -> Iterator[Document]:
         if isinstance(path, Path) and path.is_dir():
-            yield from self._read_dataset(path)
+            yield from self._read_dataset(path, name)
             return
         if path.stat().st_size == 0:
             self._problem("num_empty_files", str(path), "empty file")
             return
         kind = _kind_of(path)
         if kind == "text":
-            yield from self._read_text(path)
+            yield from self._read_text(path, name)
         elif kind == "jsonl":
-            yield from self._read_jsonl(path)
+            yield from self._read_jsonl(path, name)
         else:
-            yield from self._read_parquet(path)
+            yield from self._read_parquet(path, name)
 
-    def _read_text(self, path: Path) -> Iterator[Document]:
+    def _read_text(self, path: Path, name: str) -> Iterator[Document]:
         raw = path.read_bytes()
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             self._problem("num_non_utf8", f"{path} byte {exc.start}", "not valid UTF-8 (bytes replaced)")
             text = raw.decode("utf-8", errors="replace")
-        yield from self._emit(text, str(path))
+        yield from self._emit(text, name, str(path))
 
     @staticmethod
     def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -283,7 +334,7 @@ class CorpusReader:
             where = f"after line {line_no}" if line_no else "before the first line"
             raise _damaged_file(path, where, exc) from exc
 
-    def _read_jsonl(self, path: Path) -> Iterator[Document]:
+    def _read_jsonl(self, path: Path, name: str) -> Iterator[Document]:
         num_lines = 0
         for line_no, raw in self._lines(path):
             num_lines += 1
@@ -297,7 +348,7 @@ class CorpusReader:
                 continue
             text = self._text_of_json_line(line, where)
             if text is not None:
-                yield from self._emit(text, where)
+                yield from self._emit(text, f"{name}:{line_no}", where)
         if num_lines == 0:
             self._problem("num_empty_files", str(path), "empty file (nothing after decompression)")
 
@@ -336,17 +387,17 @@ class CorpusReader:
         except (pa.ArrowException, OSError) as exc:
             raise _damaged_file(path, f"after row {row}" if row else "before the first row", exc) from exc
 
-    def _read_parquet(self, path: Path) -> Iterator[Document]:
+    def _read_parquet(self, path: Path, name: str) -> Iterator[Document]:
         row = 0
         for row, text in self._parquet_texts(path):
             if not isinstance(text, str):
                 self._problem("num_malformed", f"{path} row {row}", f"{self.text_field!r} is not a string")
                 continue
-            yield from self._emit(text, f"{path}#{row}")
+            yield from self._emit(text, f"{name}#{row}", f"{path}#{row}")
         if row == 0:
             self._problem("num_empty_files", str(path), "empty file (no rows)")
 
-    def _read_dataset(self, path: Path) -> Iterator[Document]:
+    def _read_dataset(self, path: Path, name: str) -> Iterator[Document]:
         from datasets import Dataset, load_from_disk
 
         loaded = load_from_disk(str(path))
@@ -358,10 +409,11 @@ class CorpusReader:
                     f"(columns: {', '.join(split.column_names)}); set text_field"
                 )
             label = f"{path}[{split_name}]" if split_name else str(path)
+            id_label = f"{name}[{split_name}]" if split_name else name
             column = split.select_columns([self.text_field])
             for index, record in enumerate(column):
                 text = record[self.text_field]
                 if not isinstance(text, str):
                     self._problem("num_malformed", f"{label} row {index + 1}", "text is not a string")
                     continue
-                yield from self._emit(text, f"{label}#{index + 1}")
+                yield from self._emit(text, f"{id_label}#{index + 1}", f"{label}#{index + 1}")

@@ -7,14 +7,14 @@ Layout of `<cache root>/<key>/` (format CACHE_FORMAT), one input file's document
   (about FRAME_BYTES of text each; `frames.npy`: int64 (first document, byte offset) of each frame),
   so a warm re-mix decompresses only the frames holding held-out documents (~6% of the text at
   val_fraction 0.01 and 10 KB documents) to write `val/<name>.jsonl.gz` without re-reading and
-  re-parsing the corpus; `ids.zst`: each document's id after the file path (":12"), one JSON
+  re-parsing the corpus; `ids.zst`: each document's id after the file's name (":12"), one JSON
   string a line, one zstd stream;
 - `meta.json` (last): key inputs, counts, the reader's skip counts, size and xxh3-128 checksum of
   every data file (it guards against torn or flipped bytes, not tampering; ~10x cheaper than sha256,
   which a warm re-mix would otherwise spend a third of its CPU on), created, last_used, and `encoder`: what wrote the ids ("tiktoken" or "tokenizers", the same
   ids by proof; null when the file had no documents to encode), so a warm re-mix's manifest can name
   it without building an encoder.
-Ids and problems are stored without their file path: the entry is keyed by content, the file moves.
+Ids and problems are stored without their file's name or path: the entry is keyed by content, the file moves.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ class EntryWriter:
         self.num_tokens = self.num_docs = self.num_bytes = self.frame_bytes = 0
 
     def add(self, tokens: np.ndarray, lengths: np.ndarray, utf8: list[bytes], doc_ids: list[str]) -> None:
-        """One batch of documents: their tokens (EOS after each), token counts, UTF-8 text and ids."""
+        """One batch of documents: their tokens (EOS after each), token counts, UTF-8 text and ids
+        after the file's name (":12"; "" for a text file)."""
         self.tokens.write(memoryview(np.ascontiguousarray(tokens)))
         self.ends.write(self.num_tokens + np.cumsum(lengths))
         sizes = np.fromiter(map(len, utf8), dtype=np.int64, count=len(utf8))
@@ -150,8 +151,7 @@ class EntryWriter:
             self.frame_bytes += len(text)
             if self.frame_bytes >= FRAME_BYTES:
                 self._flush_frame()
-        assert all(i.startswith(self.file) for i in doc_ids), "reader ids start with their file path"
-        suffixes = (json.dumps(i[len(self.file) :], ensure_ascii=False) + "\n" for i in doc_ids)
+        suffixes = (json.dumps(i, ensure_ascii=False) + "\n" for i in doc_ids)
         self.ids.write("".join(suffixes).encode("utf-8"))
         self.num_tokens += len(tokens)
         self.num_docs += len(utf8)
@@ -313,9 +313,10 @@ class CacheEntry:
         )
         return ends, sizes
 
-    def document(self, batch: EntryBatch, index: int, file: str) -> tuple[str, str]:
-        """(doc id, text) of the batch's `index`-th document (the batch was read with ids)."""
-        return file + json.loads(batch.ids[index]), self._frames.text(batch.first + index)
+    def document(self, batch: EntryBatch, index: int, name: str) -> tuple[str, str]:
+        """(doc id, text) of the batch's `index`-th document (the batch was read with ids); `name`:
+        the file's name in ids (CorpusReader.names)."""
+        return name + json.loads(batch.ids[index]), self._frames.text(batch.first + index)
 
     def batches(self, with_text: bool) -> Iterator[EntryBatch]:
         """Consecutive batches of documents (16 bytes per document held; tokens stay in the file)."""

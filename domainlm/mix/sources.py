@@ -20,8 +20,6 @@ import contextlib
 import gzip
 import json
 import logging
-import os
-import posixpath
 import queue
 import random
 import threading
@@ -45,7 +43,6 @@ from domainlm.mix.cache import (
 )
 from domainlm.mix.cache_entry import ArrayTokens, CacheEntry, FileTokens
 from domainlm.mix.encode import BatchEncoder, LazyEncoder
-from domainlm.storage import is_url, protocol_of
 from domainlm.storage.paths import as_path
 
 log = logging.getLogger(__name__)
@@ -139,22 +136,6 @@ def prefetched(items: Iterator[list[Document]], depth: int = 2) -> Iterator[list
                 slots.get(timeout=0.05)
 
 
-def _common_parent(files: list) -> str:
-    """The folder all `files` are in, as their ids start: held-out ids are relative to it, so a
-    corpus in s3://bucket/corpus/ and the same files in a local folder give the same held-out text."""
-    parents = [str(f.parent) for f in files]
-    if all(is_url(p) for p in parents) and len({protocol_of(p) for p in parents}) == 1:
-        scheme = f"{protocol_of(parents[0])}://"
-        return scheme + posixpath.commonpath([p[len(scheme) :] for p in parents])
-    if any(is_url(p) for p in parents):
-        return ""  # local and remote files in one source: ids stay whole
-    return os.path.commonpath(parents)
-
-
-def _relative_id(doc_id: str, base: str) -> str:
-    return doc_id[len(base) :].lstrip("/") if doc_id.startswith(base) else doc_id
-
-
 class _ValWriter:
     """Held-out tokens (flat) and text (gzip JSON Lines, mtime 0 so the bytes are reproducible)."""
 
@@ -163,10 +144,12 @@ class _ValWriter:
         self._raw = open(text_path, "wb")  # noqa: SIM115 - closed in close()
         self.text = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
 
-    def write(self, tokens: np.ndarray, docs: Iterable[tuple[str, str]], source: str, base: str) -> None:
+    def write(self, tokens: np.ndarray, docs: Iterable[tuple[str, str]], source: str) -> None:
+        """`docs`: (id, text); the reader's ids name files relative to the corpus path, so a corpus
+        in s3://bucket/corpus/ and the same files in a local folder give the same held-out text."""
         self.tokens.write(tokens.tobytes())
         for doc_id, text in docs:
-            record = {"text": text, "source": source, "id": _relative_id(doc_id, base)}
+            record = {"text": text, "source": source, "id": doc_id}
             self.text.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
 
     def close(self) -> None:
@@ -183,8 +166,8 @@ class _SourceSink:
     """Where a source's documents go, in order, whether freshly tokenized or from the cache: counts,
     the held-out choice by document index, training tokens to the work file, held-out ones to val/."""
 
-    def __init__(self, result: SourceTokens, held_out: HeldOut, out_root: Path | None, base: str) -> None:
-        self.result, self.held_out, self.base, self.index = result, held_out, base, 0
+    def __init__(self, result: SourceTokens, held_out: HeldOut, out_root: Path | None) -> None:
+        self.result, self.held_out, self.index = result, held_out, 0
         self.train = self.val = None
         if out_root is not None:
             result.train_path = out_root / layout.work_token_path(result.name)
@@ -224,7 +207,7 @@ class _SourceSink:
             done = int(ends[k])
         tokens.copy_to(self.train, done, len(tokens))
         if held_tokens:
-            self.val.write(np.concatenate(held_tokens), held(is_val), r.name, self.base)
+            self.val.write(np.concatenate(held_tokens), held(is_val), r.name)
 
     def close(self) -> None:
         if self.train is not None and self.val is not None:
@@ -242,10 +225,6 @@ def _merge_stats(per_file: list[dict]) -> dict:
     return merged
 
 
-def _file_reader(reader: CorpusReader, path: Path) -> CorpusReader:
-    return CorpusReader([path], source=reader.source, text_field=reader.text_field, strict=reader.strict)
-
-
 def _encode_file(
     reader: CorpusReader, encoder: AnyEncoder, sink: _SourceSink, writer, on_batch: OnBatch
 ) -> dict:
@@ -260,16 +239,18 @@ def _encode_file(
         )
         sink.add(ArrayTokens(tokens), lengths, num_bytes, held)
         if writer is not None:
-            writer.add(tokens, lengths, utf8, [doc.doc_id for doc in batch])
+            name = reader.names[0]  # an entry stores ids after the file's name: it is keyed by content
+            writer.add(tokens, lengths, utf8, [doc.doc_id.removeprefix(name) for doc in batch])
         on_batch(len(batch), int(num_bytes.sum()))
     return reader.stats.as_dict()
 
 
-def _replay_entry(entry: CacheEntry, file: str, sink: _SourceSink, on_batch: OnBatch) -> dict:
-    """A cached file into the sink: tokens copied in batches, text decoded only for held-out documents."""
+def _replay_entry(entry: CacheEntry, file: str, name: str, sink: _SourceSink, on_batch: OnBatch) -> dict:
+    """A cached file into the sink: tokens copied in batches, text decoded only for held-out documents
+    (ids under the file's `name`, problems under its path `file`)."""
     for batch in entry.batches(with_text=sink.needs_text):
         held = lambda is_val, batch=batch: (  # noqa: E731 - consumed inside sink.add
-            entry.document(batch, int(i), file) for i in np.flatnonzero(is_val)
+            entry.document(batch, int(i), name) for i in np.flatnonzero(is_val)
         )
         sink.add(batch.tokens, batch.lengths, batch.num_bytes, held)
         on_batch(len(batch.lengths), int(batch.num_bytes.sum()))
@@ -295,7 +276,7 @@ def _cached_file(
         if reader.strict and any(v for k, v in entry.meta["read"].items() if k in SKIP_COUNTS):
             for _ in reader:  # a strict run fails on the first skipped line, exactly as uncached
                 pass
-        stats = _replay_entry(entry, str(path), sink, on_batch)
+        stats = _replay_entry(entry, str(path), reader.names[0], sink, on_batch)
         entry.touch(path)
         sink.result.cached_files += 1
         _note_encoder(sink.result, entry.meta.get("encoder"))
@@ -359,13 +340,12 @@ def tokenize_source(
     stamps = {f: file_stamp(f) for f in files}
     digests = file_digests(files) if cache is not None else {}  # each file read once for both
     result = SourceTokens(name, [str(f) for f in files], corpus_fingerprint(files, digests))
-    base = _common_parent(files)
-    sink = _SourceSink(result, HeldOut(val_fraction, seed, name), out_root, base)
+    sink = _SourceSink(result, HeldOut(val_fraction, seed, name), out_root)
     on_batch = on_batch or (lambda num_docs, num_bytes: None)
     per_file = []
     try:
         for path in files:
-            file_reader = _file_reader(reader, path)
+            file_reader = reader.for_file(path)
             if cache is None:
                 per_file.append(_encode_file(file_reader, encoder, sink, None, on_batch))
                 _note_encoder(result, encoder.encoder_name)

@@ -9,6 +9,7 @@ from datasets import Dataset
 
 from domainlm.assets import sample_corpus
 from domainlm.corpus import CorpusReader
+from domainlm.corpus.readers import name_apart
 from domainlm.errors import DataError
 
 RECORDS = [{"text": "first doc"}, {"text": "second doc"}, {"text": "third doc"}]
@@ -155,3 +156,78 @@ def test_corrupt_parquet(tmp_path):
         assert "\n" not in str(err.value)
     with pytest.raises(DataError, match=r"no column 'body' \(columns: text\); set text_field"):
         list(CorpusReader(good, text_field="body"))
+
+
+def _one_line(path, text="doc"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_jsonl_bytes([{"text": f"{text} one"}, {"text": "  "}, {"text": f"{text} three"}]))
+    return path
+
+
+def test_ids_name_files_relative_to_the_path_given(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus"
+    _one_line(corpus / "a.jsonl")
+    _one_line(corpus / "sub" / "b.jsonl")
+    (corpus / "sub" / "c.txt").write_text("a text file")
+    pq.write_table(pa.table({"text": ["r1", "r2"]}), corpus / "d.parquet")
+    Dataset.from_dict({"text": ["alpha"]}).save_to_disk(str(tmp_path / "ds"))
+    folder = [
+        "a.jsonl:1",
+        "a.jsonl:3",
+        "d.parquet#1",
+        "d.parquet#2",
+        "sub/b.jsonl:1",
+        "sub/b.jsonl:3",
+        "sub/c.txt",
+    ]
+    assert [d.doc_id for d in CorpusReader(corpus)] == folder
+    assert [d.doc_id for d in CorpusReader(f"file://{corpus}/")] == folder
+    assert [d.doc_id for d in CorpusReader(corpus / "sub" / "b.jsonl")] == ["b.jsonl:1", "b.jsonl:3"]
+    assert [d.doc_id for d in CorpusReader(str(corpus / "s*" / "*.jsonl"))] == [
+        "sub/b.jsonl:1",
+        "sub/b.jsonl:3",
+    ]
+    assert [d.doc_id for d in CorpusReader(tmp_path / "ds")] == ["ds#1"]
+    monkeypatch.chdir(tmp_path)  # a relative glob: named below its folder without a wildcard
+    assert [d.doc_id for d in CorpusReader("corpus/**/*.jsonl")] == [
+        "a.jsonl:1", "a.jsonl:3", "sub/b.jsonl:1", "sub/b.jsonl:3"
+    ]  # fmt: skip
+    # what is shown to the user about a problem keeps the full path: it is for finding the file
+    reader = CorpusReader(corpus)
+    list(reader)
+    assert reader.stats.problems == [
+        f"{corpus / 'a.jsonl'}:2: empty document",
+        f"{corpus / 'sub' / 'b.jsonl'}:2: empty document",
+    ]
+    with pytest.raises(DataError, match=f"^{corpus / 'a.jsonl'}:2: empty document"):
+        list(CorpusReader(corpus, strict=True))
+
+
+def test_files_that_would_share_a_name_are_named_from_their_common_folder(tmp_path):
+    for folder in ("x/a", "x/b", "y/a"):
+        _one_line(tmp_path / folder / "data.jsonl")
+    _one_line(tmp_path / "x" / "data.jsonl")
+    files = [tmp_path / f / "data.jsonl" for f in ("x/a", "x/b", "x")]
+    assert CorpusReader(files).names == ["a/data.jsonl", "b/data.jsonl", "data.jsonl"]
+    # a clash is resolved from the folder the clashing files share, whatever lies above it
+    assert CorpusReader([tmp_path / "x", tmp_path / "y"]).names == [
+        "x/a/data.jsonl", "b/data.jsonl", "data.jsonl", "y/a/data.jsonl"
+    ]  # fmt: skip
+    reader = CorpusReader([tmp_path / "x/a/data.jsonl", tmp_path / "y/a/data.jsonl"])
+    assert reader.names == ["x/a/data.jsonl", "y/a/data.jsonl"]
+    # one file of a reader keeps its name when read alone (how mix and workers read file by file)
+    alone = reader.for_file(reader.files[1])
+    assert alone.files == [tmp_path / "y/a/data.jsonl"] and [d.doc_id for d in alone] == [
+        "y/a/data.jsonl:1",
+        "y/a/data.jsonl:3",
+    ]
+    # across corpora (curate's sources, decontamination references): named apart the same way
+    readers = [
+        CorpusReader(tmp_path / "x/a/data.jsonl"),
+        CorpusReader(tmp_path / "y/a"),
+        CorpusReader(tmp_path / "x/b"),
+    ]
+    assert [r.names for r in readers] == [["data.jsonl"], ["data.jsonl"], ["data.jsonl"]]
+    name_apart(readers)
+    assert [r.names for r in readers] == [["x/a/data.jsonl"], ["y/a/data.jsonl"], ["x/b/data.jsonl"]]
+    assert next(iter(readers[1])).doc_id == "y/a/data.jsonl:1"

@@ -20,7 +20,7 @@ import numpy as np
 from domainlm.corpus.curate.config import DecontaminateConfig, NormalizeConfig
 from domainlm.corpus.curate.normalize import normalize_text
 from domainlm.corpus.fingerprint import corpus_fingerprint
-from domainlm.corpus.readers import CorpusReader
+from domainlm.corpus.readers import CorpusReader, name_apart
 from domainlm.errors import DataError
 
 _WORD = re.compile(r"\w+")
@@ -62,11 +62,14 @@ class ReferenceIndex:
         self.inputs: list[dict[str, Any]] = []
         chunks: list[np.ndarray] = []
         owners: list[np.ndarray] = []
+        readers = []
         for path in config.references:
             try:
-                reader = CorpusReader(path, source="reference")
+                readers.append(CorpusReader(path, source="reference"))
             except DataError as error:
                 raise DataError(f"decontaminate.references (--reference): {error}") from None
+        name_apart(readers)  # mmlu/test.jsonl and arc/test.jsonl: ids that say which
+        for path, reader in zip(config.references, readers, strict=True):
             before = len(self.ids)
             for doc in reader:
                 hashes = ngram_hashes(normalize_text(doc.text, normalize), config.ngram_words)

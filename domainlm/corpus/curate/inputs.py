@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domainlm.corpus.fingerprint import corpus_fingerprint
-from domainlm.corpus.readers import CorpusReader, Document
+from domainlm.corpus.readers import CorpusReader, Document, name_apart
 from domainlm.errors import ConfigError
 from domainlm.naming import split_named
 
@@ -46,7 +46,12 @@ def parse_corpus_args(args: list[str], text_field: str = "text") -> list[CorpusS
 
 
 def build_readers(specs: list[CorpusSpec]) -> list[CorpusReader]:
-    return [CorpusReader(list(spec.paths), source=spec.source, text_field=spec.text_field) for spec in specs]
+    """One reader per corpus; ids name files apart across corpora (a `duplicate_of` says which)."""
+    readers = [
+        CorpusReader(list(spec.paths), source=spec.source, text_field=spec.text_field) for spec in specs
+    ]
+    name_apart(readers)
+    return readers
 
 
 def iter_documents(readers: list[CorpusReader]) -> Iterator[tuple[int, Document]]:

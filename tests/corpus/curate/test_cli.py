@@ -182,5 +182,5 @@ def test_reference_flag_resolves_against_cwd_and_removes_the_copy(tmp_path, para
     report = json.loads(result.stdout)
     stage = next(s for s in report["stages"] if s["stage"] == "decontaminate")
     assert stage["docs_removed"] == 1 and stage["references"][0]["path"] == str(tmp_path / "eval.jsonl")
-    assert stage["examples"][0]["id"] == f"{corpus}:3"
+    assert stage["examples"][0]["id"] == "c.jsonl:3"
     assert report["config"]["decontaminate"]["references"] == [str(tmp_path / "eval.jsonl")]

@@ -81,7 +81,7 @@ def test_injected_passages_are_removed_and_clean_documents_kept(contaminated, tm
     for k, window in enumerate(windows):
         entry = lines[num_clean + 1 + k]
         # The reference paragraph it came from, and every 13-gram of the pasted window.
-        assert entry["reference"] == f"{reference}:{k + 1}"
+        assert entry["reference"] == f"{reference.name}:{k + 1}"
         assert entry["overlap_ngrams"] == len(re.findall(r"\w+", window)) - 12
         assert f"{entry['overlap_ngrams']} distinct 13-grams" in entry["detail"]
 

@@ -24,9 +24,9 @@ def test_removals_are_the_expected_documents(dirty_corpus, tmp_path):
     _run(path, tmp_path)
     removed = {int(r["id"].rsplit(":", 1)[1]): r for r in _removed(tmp_path / "out")}
     assert {line: r["rule"] or r["stage"] for line, r in removed.items()} == expected
-    assert removed[13]["duplicate_of"] == f"{path}:1"
-    assert removed[14]["duplicate_of"] == f"{path}:4"
-    assert removed[15]["duplicate_of"] == f"{path}:6"
+    assert removed[13]["duplicate_of"] == f"{path.name}:1"  # ids name the file as given
+    assert removed[14]["duplicate_of"] == f"{path.name}:4"
+    assert removed[15]["duplicate_of"] == f"{path.name}:6"
     assert removed[15]["detail"].startswith("estimated Jaccard 0.")
 
 
@@ -69,7 +69,7 @@ def test_output_feeds_the_corpus_reader_with_ids_and_sources(dirty_corpus, tmp_p
     assert [d.text for d in docs] == clean
     with gzip.open(out / "dirty.jsonl.gz", "rt") as handle:
         records = [json.loads(line) for line in handle]
-    assert [r["id"] for r in records] == [f"{path}:{i}" for i in range(1, 13)]
+    assert [r["id"] for r in records] == [f"dirty.jsonl.gz:{i}" for i in range(1, 13)]
     assert {r["source"] for r in records} == {"dirty"}
     assert result.report["outputs"][0]["documents"] == 12
     assert json.loads((out / "report.json").read_text()) == result.report
