@@ -65,3 +65,30 @@ def test_remote_output_is_whole_or_absent():
     remove_tree(url)  # the one deleter, for a marked prefix too
     assert _tree(url) == {}
     assert not RemotePath(url).exists()
+
+
+def test_ids_from_a_url_folder_glob_and_file_match_the_local_copy(tmp_path):
+    """Ids name files below the URL given, as below a local folder: the same ids from either."""
+    from domainlm.corpus import CorpusReader
+
+    local = tmp_path / "corpus"
+    (local / "sub").mkdir(parents=True)
+    fs, _ = filesystem("memory://ids-test")
+    for name in ("a.jsonl", "sub/a.jsonl", "sub/b.jsonl"):
+        data = f'{{"text": "{name} one"}}\n{{"text": "{name} two"}}\n'.encode()
+        (local / name).write_bytes(data)
+        fs.pipe_file(f"/ids-test/corpus/{name}", data)
+    url = "memory://ids-test/corpus"
+    try:
+        for remote_spec, local_spec in [
+            ([url], [local]),
+            ([f"{url}/"], [local]),
+            ([f"{url}/s*/*.jsonl"], [f"{local}/s*/*.jsonl"]),
+            ([f"{url}/a.jsonl", f"{url}/sub/a.jsonl"], [local / "a.jsonl", local / "sub" / "a.jsonl"]),
+        ]:
+            ids = [d.doc_id for d in CorpusReader(remote_spec)]
+            assert ids == [d.doc_id for d in CorpusReader(local_spec)] and ids
+        assert [d.doc_id for d in CorpusReader(url)][::2] == ["a.jsonl:1", "sub/a.jsonl:1", "sub/b.jsonl:1"]
+        assert CorpusReader([f"{url}/a.jsonl", f"{url}/sub/a.jsonl"]).names == ["a.jsonl", "sub/a.jsonl"]
+    finally:
+        fs.rm("/ids-test", recursive=True)
