@@ -59,7 +59,7 @@ class DemoSettings:
             tokenizer_vocab=1000,
             seq_len=64,
             train_steps=30,
-            eval_max_docs=2,
+            eval_max_docs=1,  # the first held-out document of each domain: four models are scored
             eval_batch_size=128,
             coverage_sample_docs=20,
         )

@@ -135,7 +135,7 @@ def _domainlm(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Com
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,  # a guard against a hang: --quick trains three models, minutes on 2 busy cores
     )
 
 
