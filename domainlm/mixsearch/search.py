@@ -74,8 +74,8 @@ class SearchPlan:
         }
 
 
-def _proxy_recipe(config: SearchConfig) -> tuple[ProxyRecipe, dict]:
-    """The proxy recipe with its overrides, its seq_len and equal token budget; and its resolved dump."""
+def _proxy_recipe(config: SearchConfig) -> ProxyRecipe:
+    """The proxy recipe with its overrides, its seq_len and equal token budget."""
     from domainlm.pretrain.config import global_batch_sequences, load_recipe, max_steps
 
     recipe = load_recipe(config.proxy.recipe, config.proxy.overrides)
@@ -86,9 +86,7 @@ def _proxy_recipe(config: SearchConfig) -> tuple[ProxyRecipe, dict]:
         )
     steps = max_steps(recipe.train, seq_len)
     tokens = steps * global_batch_sequences(recipe.train, seq_len) * seq_len
-    dump = recipe.model_dump(mode="json")
-    dump.pop("data")  # the search sets the mix; seq_len is kept below
-    return ProxyRecipe(config.proxy.recipe, list(config.proxy.overrides), seq_len, steps, tokens), dump
+    return ProxyRecipe(config.proxy.recipe, list(config.proxy.overrides), seq_len, steps, tokens)
 
 
 def _available_tokens(config: SearchConfig, seq_len: int, source: str) -> dict[str, int]:
@@ -103,7 +101,11 @@ def _available_tokens(config: SearchConfig, seq_len: int, source: str) -> dict[s
     return {s.name: s.tokens for s in result.sources}
 
 
-def _fingerprint(config: SearchConfig, recipe: ProxyRecipe, recipe_dump: dict) -> str:
+def _fingerprint(config: SearchConfig, recipe: ProxyRecipe) -> str:
+    """What the proxies' numbers depend on, as the user wrote it: the recipe file's bytes and the overrides
+    (not the recipe's resolved dump, which changes whenever the schema gains a field)."""
+    from domainlm.pretrain.config import find_recipe
+
     what = {
         "sources": {n: s.model_dump(mode="json") for n, s in config.sources.items()},
         "tokenizer": config.tokenizer,
@@ -112,8 +114,9 @@ def _fingerprint(config: SearchConfig, recipe: ProxyRecipe, recipe_dump: dict) -
         "min_ratio": config.min_ratio,
         "reference": config.reference,
         "eval": config.proxy.model_dump(mode="json", exclude={"recipe", "overrides"}),
-        "recipe": recipe_dump,
-        "seq_len": recipe.seq_len,
+        "recipe": hashlib.sha256(find_recipe(recipe.recipe).read_bytes()).hexdigest(),
+        "overrides": recipe.overrides,
+        "tokens": [recipe.seq_len, recipe.max_steps, recipe.train_tokens],
     }
     return hashlib.sha256(to_json(what).encode()).hexdigest()
 
@@ -145,8 +148,8 @@ def resolve_search(
     """Validate everything and choose the mixtures; reads (and fills the token cache), writes no output."""
     source = str(path)
     config = load_search_config(path, overrides)
-    recipe, dump = _proxy_recipe(config)
-    fingerprint = _fingerprint(config, recipe, dump)
+    recipe = _proxy_recipe(config)
+    fingerprint = _fingerprint(config, recipe)
     out = Path(out).resolve()
     _check_resumable(out, fingerprint, overwrite)
     available = _available_tokens(config, recipe.seq_len, source)
