@@ -4,6 +4,7 @@ JSON, both started by the `deepspeed` launcher on the same ranks, in one run; pl
 
     .venv/bin/python benchmarks/bench_train.py                 # CPU: 2 ranks, small Llama, ZeRO-3
     .venv/bin/python benchmarks/bench_train.py --gpu-mfu       # GPU: 1.1B Llama, seq 2048, bf16
+    .venv/bin/python benchmarks/bench_train.py --skip-cpu --masking-cost   # data.document_masking off vs on
 
 Tokens/s are steady-state: the first `--warmup` optimizer steps (allocator, kernel selection) are left
 out of both. Prints a table and one final JSON line.
@@ -183,11 +184,10 @@ def hf_worker(run_dir: Path, steps: int, warmup: int) -> None:
     shutdown()
 
 
-def cpu_comparison(args: argparse.Namespace, work: Path) -> dict:
-    tokenizer = build_tokenizer(work / "tokenizer", args.vocab_size)
-    mix = build_mix(work / "mix", args.seq_len, tokenizer)
-    overrides = CPU_MODEL + [
+def cpu_overrides(args: argparse.Namespace, mix: Path) -> list[str]:
+    return CPU_MODEL + [
         f"data.mix={mix}",
+        f"data.seq_len={args.seq_len}",
         "launch.device=cpu",
         f"train.max_steps={args.steps}",
         f"train.micro_batch_size={args.micro_batch}",
@@ -200,6 +200,12 @@ def cpu_comparison(args: argparse.Namespace, work: Path) -> dict:
         "checkpoint.export_at_end=false",
         "deepspeed.zero_stage=3",
     ]
+
+
+def cpu_comparison(args: argparse.Namespace, work: Path) -> dict:
+    tokenizer = build_tokenizer(work / "tokenizer", args.vocab_size)
+    mix = build_mix(work / "mix", args.seq_len, tokenizer)
+    overrides = cpu_overrides(args, mix)
     rows = []
     for repeat in range(args.repeats):
         run_dir = run_ours("tiny_cpu", overrides, work / f"ours{repeat}", args.num_procs)
@@ -260,6 +266,40 @@ def gpu_mfu(args: argparse.Namespace, work: Path) -> dict:
     }
 
 
+def documents_per_sequence(mix: Path, limit: int = 4000) -> float:
+    """Mean documents a packed training sequence holds (EOS count + 1 over the first `limit`)."""
+    from domainlm.mix.dataset import train_dataset
+    from domainlm.mix.manifest import open_mix
+
+    dataset, eos = train_dataset(mix), open_mix(mix).eos_token_id
+    count = min(limit, len(dataset))
+    return sum(int((dataset[i][:-1] == eos).sum()) + 1 for i in range(count)) / count
+
+
+def masking_cost(args: argparse.Namespace, work: Path) -> dict:
+    """Our loop with data.document_masking off and on (SDPA, same model, data and batch), best of the
+    repeats, alternating the two so that load on a shared machine hits both alike."""
+    tokenizer = build_tokenizer(work / "tokenizer", args.vocab_size)
+    mix = build_mix(work / "mix", args.seq_len, tokenizer)
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    for repeat in range(args.repeats):
+        for name, flag in (("off", "false"), ("on", "true")):
+            overrides = cpu_overrides(args, mix) + [f"data.document_masking={flag}"]
+            run_dir = run_ours("tiny_cpu", overrides, work / f"masking_{name}{repeat}", args.num_procs)
+            rates[name].append(steady_tokens_per_s(run_dir / "metrics.jsonl", args.warmup))
+    off, on = max(rates["off"]), max(rates["on"])
+    return {
+        "attention": "sdpa",
+        "seq_len": args.seq_len,
+        "documents_per_sequence": documents_per_sequence(mix),
+        "off_tokens_per_s": rates["off"],
+        "on_tokens_per_s": rates["on"],
+        "best_off": off,
+        "best_on": on,
+        "cost": 1 - on / off,
+    }
+
+
 def print_table(result: dict) -> None:
     if "cpu" in result:
         print(f"{'repeat':>6} | {'domainlm tok/s':>14} | {'HF Trainer tok/s':>16} | {'ratio':>6}")
@@ -273,6 +313,16 @@ def print_table(result: dict) -> None:
             f"{'best':>6} | {best['ours_tokens_per_s']:>14,.0f} | {best['hf_trainer_tokens_per_s']:>16,.0f} | "
             f"{best['ratio']:>6.2f}"
         )
+    if "masking" in result:
+        masking = result["masking"]
+        print(
+            f"document masking (SDPA, seq {masking['seq_len']}, {masking['documents_per_sequence']:.2f} docs/seq)"
+        )
+        print(f"{'masking':>7} | {'tok/s per repeat':>28} | {'best':>7}")
+        for name in ("off", "on"):
+            runs = ", ".join(f"{rate:,.0f}" for rate in masking[f"{name}_tokens_per_s"])
+            print(f"{name:>7} | {runs:>28} | {masking[f'best_{name}']:>7,.0f}")
+        print(f"throughput cost of masking: {100 * masking['cost']:.1f}%")
     if "gpu" in result:
         gpu = result["gpu"]
         print(
@@ -296,6 +346,9 @@ def main() -> None:
     parser.add_argument("--gpu-micro-batch", type=int, default=4)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument(
+        "--masking-cost", action="store_true", help="also measure data.document_masking off vs on (CPU)"
+    )
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--hf-worker", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
@@ -307,6 +360,8 @@ def main() -> None:
     result: dict = {"bench": "train"}
     if not args.skip_cpu:
         result["cpu"] = cpu_comparison(args, work)
+    if args.masking_cost:
+        result["masking"] = masking_cost(args, work)
     if args.gpu_mfu:
         result["gpu"] = gpu_mfu(args, work)
     print_table(result)
