@@ -72,9 +72,9 @@ def duplicate_heavy(tmp_path_factory) -> tuple[list[str], Path]:
     third = [clean[3], "Too short to be a document.", " ".join(["the cost of tea and sugar"] * 20)]
     third += [pool[34] + "\n\n" + pool[35], clean[9], _changed(clean[12], 4, "y")]
     reference = _write(root / "eval.jsonl.gz", [pool[34]])
-    (root / "beta").mkdir()
-    _write(root / "beta" / "b1.jsonl.gz", second)
-    _write(root / "beta" / "b2.jsonl.gz", third)
+    for folder, texts in (("b1", second), ("b2", third)):  # same file name: ids name the folder too
+        (root / "beta" / folder).mkdir(parents=True)
+        _write(root / "beta" / folder / "part.jsonl.gz", texts)
     return [f"alpha={_write(root / 'alpha.jsonl.gz', first)}", f"beta={root / 'beta'}"], reference
 
 
@@ -128,6 +128,8 @@ def test_duplicate_heavy_byte_identical(ray_address, duplicate_heavy, tmp_path):
     kept = gzip.decompress((tmp_path / "ray" / "alpha.jsonl.gz").read_bytes()).decode()
     assert "[EMAIL]" in kept or "@example.com" not in kept
     assert report["inputs"][1]["read"]["files"] == 2
+    removed = gzip.decompress((tmp_path / "ray" / "removed.jsonl.gz").read_bytes()).decode()
+    assert '"id": "b2/part.jsonl.gz:2"' in removed  # the short document, named as the local reader names it
 
 
 def test_worker_killed_mid_run_is_retried(ray_address, duplicate_heavy, tmp_path):

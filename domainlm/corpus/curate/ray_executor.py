@@ -80,7 +80,8 @@ def map_file(
         set_storage_options(storage)
     config = CurateConfig.model_validate(config_json)
     processor = DocProcessor(config, references)
-    reader = CorpusReader(job["path"], source=job["source"], text_field=job["text_field"])
+    # The name the driver's reader gives this file (ids are relative to the corpus path given).
+    reader = CorpusReader(job["path"], job["source"], job["text_field"], names=[job["name"]])
     base = job["index"] << _FILE_BITS
     docs = ((base + i, doc) for i, doc in enumerate(reader))
     records = [processor.process(o, doc, repeat) for o, doc, repeat in mark_repeats(docs, config)]
@@ -210,7 +211,13 @@ def run_ray(
     """Run the tasks, then replay decisions in document order; `write(merger, record)` is the
     local pipeline's decide/count/write step. Returns the per-corpus read stats."""
     jobs = [
-        {"index": k, "source": reader.source, "path": str(path), "text_field": reader.text_field}
+        {
+            "index": k,
+            "source": reader.source,
+            "path": str(path),
+            "name": reader.name_of(path),
+            "text_field": reader.text_field,
+        }
         for k, (reader, path) in enumerate((r, p) for r in readers for p in r.files)
     ]
     cpus = cluster_cpus(ray)
