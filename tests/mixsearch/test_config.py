@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from domainlm.assets import shipped_search
 from domainlm.errors import ConfigError
 from domainlm.mixsearch.config import load_search_config
 from domainlm.mixsearch.sample import ratio_bounds, sample_mixtures
@@ -37,6 +38,7 @@ def test_shipped_searches_load(path):
     assert config.names == ["finance", "general"] and config.target_weights() == {"finance": 1.0}
     assert Path(config.sources["finance"].paths[0]).name == "finance.jsonl.gz"  # the shipped sample
     assert config.budget >= 3 + config.held_out
+    assert shipped_search(path.stem) == path  # `domainlm mixsearch finance` finds it by name
 
 
 def test_target_weights_and_paths(tmp_path):
