@@ -26,10 +26,11 @@ def recipe_dict(plan: Plan, mix_dir: str | Path, recipe_path: Path, name: str, n
         raise ConfigError("--write-recipe: the plan has no recommended strategy (give --gpu-type and --gpus)")
     if shape.arch != "llama":
         raise ConfigError(f"--write-recipe: domainlm pretrain trains --arch llama, not {shape.arch}")
-    if rec.recompute == "selective":  # pretrain's deepspeed.activation_checkpointing is all or nothing
+    if rec.recompute == "selective":  # Korthikanti's attention-core recompute, which pretrain lacks
         raise ConfigError(
-            "--write-recipe: domainlm pretrain recomputes whole layers or nothing "
-            "(deepspeed.activation_checkpointing); plan with --recompute full or none"
+            "--write-recipe: the planner's selective recompute (attention scores only, Korthikanti et al.) "
+            "is not what pretrain's 'selective' checkpointing does (it keeps matmul outputs); "
+            "plan with --recompute full or none"
         )
     num_gpus = plan.compute.num_gpus or 1
     mix = os.path.relpath(Path(mix_dir).resolve(), recipe_path.resolve().parent)
@@ -52,7 +53,7 @@ def recipe_dict(plan: Plan, mix_dir: str | Path, recipe_path: Path, name: str, n
             "precision": plan.precision,
         },
         "deepspeed": {
-            "zero_stage": rec.zero_stage,
+            "zero_stage": _zero_stage(rec.zero_stage, plan.precision),
             "offload_optimizer": rec.offload in ("optimizer", "params"),
             "offload_params": rec.offload == "params",
             "activation_checkpointing": rec.activation_checkpointing,
@@ -63,6 +64,15 @@ def recipe_dict(plan: Plan, mix_dir: str | Path, recipe_path: Path, name: str, n
             "gpu_type": plan.compute.gpu_type,
         },
     }
+
+
+def _zero_stage(stage: int, precision: str) -> int:
+    """The ZeRO stage to write: a bf16 "DDP" plan is written as ZeRO-1.
+
+    pretrain accumulates bf16 gradients in fp32, which DeepSpeed only supports under ZeRO; ZeRO-1 holds
+    less per GPU than DDP (optimizer states sharded), so whatever fit as DDP fits as ZeRO-1, for the
+    cost of one all-gather of the bf16 weights per step."""
+    return 1 if stage == 0 and precision == "bf16" else stage
 
 
 def write_recipe(

@@ -195,3 +195,17 @@ def test_write_recipe_refuses_selective_recompute(mix_dir, tmp_path):
     args = [*A100_30_DAYS, "--mix", str(mix_dir), "--recompute", "selective", "--write-recipe", str(out)]
     result = runner.invoke(app, args)
     assert "plan with --recompute full or none" in str(result.exception) and not out.exists()
+
+
+def test_write_recipe_writes_a_bf16_ddp_plan_as_zero1(mix_dir, tmp_path):
+    """A 125M model fits as DDP on 8 A100-80GB; pretrain accumulates bf16 gradients in fp32, which
+    DeepSpeed supports only under ZeRO, so the recipe says ZeRO-1 (less memory than DDP) and loads."""
+    from domainlm.pretrain.config import load_recipe
+
+    out = tmp_path / "small.yaml"
+    args = ["plan", "--params", "125M", "--gpu-type", "a100-80gb", "--gpus", "8", "--hours", "24"]
+    result = runner.invoke(app, [*args, "--mix", str(mix_dir), "--write-recipe", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert (plan["recommendation"]["zero_stage"], plan["precision"]) == (0, "bf16")
+    assert load_recipe(out).deepspeed.zero_stage == 1
