@@ -121,7 +121,10 @@ def plan_command(
         "1TiB", "--host-memory", help="host RAM per node, e.g. 1TiB (default, DGX A100), 2TiB (DGX H100)"
     ),
     zero_init: bool = typer.Option(
-        False, "--zero-init/--no-zero-init", help="ZeRO-3 sharded construction (zero.Init): load RAM per rank"
+        True,
+        "--zero-init/--no-zero-init",
+        help="ZeRO-3 sharded construction (zero.Init), as pretrain does by default (deepspeed.zero_init): "
+        "load RAM per rank; --no-zero-init for a run that builds the whole model on every rank",
     ),
     tensor_parallel: int = typer.Option(
         None, "--tensor-parallel", help="Megatron-LM layout: tensor-parallel size t (separate section)"

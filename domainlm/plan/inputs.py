@@ -77,7 +77,7 @@ class PlanInputs:
     optimizer: str = "adamw"  # adamw, adamw-8bit, sgd (with momentum)
     shard_group_size: int | None = None  # ZeRO/FSDP shards over groups of this many GPUs (None = all)
     host_memory_bytes: float = DEFAULT_HOST_MEMORY_BYTES  # host RAM per node
-    zero_init: bool = False  # sharded construction (deepspeed.zero.Init) at ZeRO-3
+    zero_init: bool = True  # sharded construction at ZeRO-3, as pretrain's deepspeed.zero_init default
     tensor_parallel: int | None = None  # Megatron-LM layout (a separate section of the plan)
     pipeline_parallel: int | None = None
     sequence_parallel: bool = False

@@ -74,7 +74,7 @@ def test_offload_is_used_only_when_allowed():
     assert none.recommendation is None or none.recommendation.offload == "none"
     assert allowed.recommendation is not None and allowed.recommendation.offload != "none"
     assert allowed.recommendation.host_per_node == pytest.approx(1.5 * 16 * 70e9)
-    small_host = make_plan(PlanInputs(**kw))
+    small_host = make_plan(PlanInputs(**kw, zero_init=False))
     assert small_host.no_fit.constraint == "host RAM"
     assert "3,360 GB of host RAM per node" in small_host.no_fit.message
 
