@@ -38,7 +38,6 @@ AGREE_TOLERANCE = 0.05  # over-determined inputs may differ by this much (roundi
 # Hardware FLOPs utilization typical of well-tuned dense training on A100/H100 (PaLM: 46% MFU, 57.8%
 # HFU; BloombergGPT ~0.33); assumed as HFU so that recompute costs time.
 DEFAULT_HFU = 0.4
-DEFAULT_MFU = DEFAULT_HFU  # the name pretrain's --dry-run reads
 DEFAULT_SEQ_LEN = 2048
 DEFAULT_VOCAB = 32_000  # Llama's
 MEMORY_GPUS_IF_UNKNOWN = 8  # one node, for the memory table when --gpus is not given

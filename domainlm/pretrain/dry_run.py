@@ -12,10 +12,10 @@ from domainlm.pretrain.run import PreparedRun
 
 def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
     """Memory per GPU, step time and total time from domainlm.plan for the recipe's target GPU."""
-    from domainlm.plan.flops import flops_per_token, training_seconds
+    from domainlm.plan.flops import hardware_flops_per_token, training_seconds
     from domainlm.plan.hardware import get_gpu
     from domainlm.plan.memory import Strategy, estimate_memory
-    from domainlm.plan.planner import DEFAULT_MFU
+    from domainlm.plan.planner import DEFAULT_HFU
     from domainlm.plan.shapes import make_shape
 
     recipe, model = prepared.recipe, prepared.recipe.model
@@ -47,11 +47,17 @@ def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
         gpus_per_node=prepared.spec.num_gpus,
         zero_init=construct.applies(recipe),
     )
-    assumed_mfu = DEFAULT_MFU  # the planner's assumption, so both report the same time
+    # The planner's assumption is hardware FLOPs utilization: the recompute forward that activation
+    # checkpointing adds is charged as time, exactly as `domainlm plan` charges it.
+    assumed_hfu = DEFAULT_HFU
+    # pretrain's "selective" recomputes only elementwise ops: no matmul FLOPs to charge.
+    recompute = "full" if ds.activation_checkpointing is True else "none"
     tokens_per_step = prepared.tokens_per_step.value
-    per_token = flops_per_token(shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len)
+    per_token = hardware_flops_per_token(
+        shape.matmul_params, shape.num_layers, shape.hidden_size, seq_len, recompute
+    )
     step_s = training_seconds(
-        per_token * tokens_per_step, gpus, gpu.peak(recipe.train.precision), assumed_mfu
+        per_token * tokens_per_step, gpus, gpu.peak(recipe.train.precision), assumed_hfu
     )
     return {
         "gpu": gpu.name,
@@ -61,7 +67,8 @@ def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
         "gpu_memory_gib": round(gpu.memory_gib, 1),
         "fits": memory.fits,
         **memory_phases(recipe, shape, memory, gpu.memory_bytes, prepared.spec.num_gpus),
-        "assumed_mfu": assumed_mfu,
+        "assumed_hfu": assumed_hfu,
+        "recompute": recompute,
         "step_seconds": round(step_s, 3),
         "total_hours": round(step_s * prepared.max_steps / 3600, 2),
         "tokens_per_step": tokens_per_step,

@@ -46,3 +46,34 @@ def test_planned_recipes_dry_run_with_start_and_steady_memory(tiny_data, tmp_pat
         assert estimate["host_start_per_node_gib"] < whole_fp32_per_node / 20
         assert estimate["device_start_gib"] < 2 * estimate["num_params"] / 2**30 / 10
     assert params != "50B" or prepared.recipe.deepspeed.zero_stage == 3
+
+
+def test_dry_run_time_charges_recompute_like_the_planner(tiny_data, tmp_path):
+    """The planner assumes hardware FLOPs utilization (HFU 0.4): with activation checkpointing the step
+    does 6N + 12LHT model FLOPs plus the 2N + 4LHT recompute forward per token (Narayanan et al. 2021:
+    8 instead of 6), so --dry-run's step time is (8N + 16LHT)·tokens / (gpus · peak · 0.4)."""
+    from domainlm.plan.hardware import get_gpu
+    from domainlm.plan.planner import DEFAULT_HFU
+
+    recipe = _plan_recipe(tmp_path, tiny_data[1], "50B")
+    prepared = prepare_run(recipe, [], tmp_path / "run", launcher="slurm", time_limit="2-00:00:00")
+    estimate = dry_run_report(prepared)["estimate"]
+    model = prepared.recipe.model
+    assert prepared.recipe.deepspeed.activation_checkpointing is True and estimate["recompute"] == "full"
+    from domainlm.plan.shapes import make_shape
+
+    shape = make_shape(
+        "llama",
+        model.num_layers,
+        model.hidden_size,
+        model.num_heads,
+        prepared.inputs.tokenizer.vocab_size,
+        num_kv_heads=model.num_kv_heads,
+        ffn_size=model.intermediate_size,
+        tie_embeddings=model.tie_embeddings,
+    )
+    n, lht = shape.matmul_params, model.num_layers * model.hidden_size * 64
+    per_step = (8 * n + 16 * lht) * estimate["tokens_per_step"]
+    expected = per_step / (64 * get_gpu("h100-sxm").peak("bf16") * DEFAULT_HFU)
+    assert estimate["assumed_hfu"] == DEFAULT_HFU
+    assert estimate["step_seconds"] == pytest.approx(expected, rel=1e-3)
