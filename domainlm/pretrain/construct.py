@@ -94,6 +94,9 @@ def build_sharded(recipe: Recipe, ids: Any, seq_len: int, ds_config: dict[str, A
     # zero.Init is ignored on accelerators without fp16 (DeepSpeed 0.19 operator precedence).
     with deepspeed.zero.Init(config_dict_or_path=ds_config), hf_init.no_init_weights():
         model = auto_cls.from_config(config, attn_implementation=cfg.attention, dtype=torch.float32)
+    # Under zero.Init transformers leaves a tied LM head as its own (partitioned) parameter: tie it here,
+    # before any weights are written, or the run trains (and exports) an untied model it did not ask for.
+    model.tie_weights()
     if cfg.init_from:
         load_safetensors_sharded(model, Path(cfg.init_from), rank)
     else:

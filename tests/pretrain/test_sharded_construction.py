@@ -51,8 +51,11 @@ def construction_runs(tiny_recipe, tiny_data, tmp_path_factory) -> Path:
     assert len(list((root / "init").glob("*.safetensors"))) > 1
     init = [f"model.init_from={root / 'init'}"]
     runs = [
-        prepare_run(tiny_recipe, COMMON, root / "sharded"),
-        prepare_run(tiny_recipe, [*COMMON, "deepspeed.zero_init=false"], root / "whole"),
+        # Tied embeddings from scratch: zero.Init must tie them as the whole model does (same bytes).
+        prepare_run(tiny_recipe, [*COMMON, "model.tie_embeddings=true"], root / "sharded"),
+        prepare_run(
+            tiny_recipe, [*COMMON, "model.tie_embeddings=true", "deepspeed.zero_init=false"], root / "whole"
+        ),
         prepare_run(tiny_recipe, [*COMMON, *init], root / "init_sharded"),
         prepare_run(tiny_recipe, [*COMMON, *init, "deepspeed.zero_init=false"], root / "init_whole"),
     ]
