@@ -8,6 +8,7 @@ process, never the real one. After (b)-(e) every file that was there before is b
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -126,9 +127,12 @@ INPUT_OF = {"eval": "model", "pretrain": "mix"}
 
 def run_cli(monkeypatch, capsys, argv: list[str]) -> tuple[int, str]:
     """`domainlm ARGV` in this process through cli.main (its exit code and stderr)."""
-    if not cli.app.registered_commands:
-        cli._register_commands()
-    monkeypatch.setattr(cli, "_register_commands", lambda: None)  # registered once, above
+    # Other test modules register single commands (plan) on the shared app: register all of them afresh.
+    monkeypatch.setattr(cli.app, "registered_commands", [])
+    monkeypatch.setattr(cli.app, "registered_groups", [])
+    for name in cli.COMMAND_MODULES:  # not cli._register_commands: a second call finds it patched out
+        importlib.import_module(name).register(cli.app)
+    monkeypatch.setattr(cli, "_register_commands", lambda: None)
     monkeypatch.setattr(sys, "argv", ["domainlm", *argv])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()

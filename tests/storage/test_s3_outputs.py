@@ -10,6 +10,7 @@ curate's report and the mix manifest list the input URLs.
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -28,8 +29,11 @@ GPT2 = str(reference_tokenizer("gpt2"))
 
 def run_cli(monkeypatch, capsys, argv: list[str]) -> tuple[int, str]:
     """`domainlm ARGV` in this process through cli.main: its exit code and stderr."""
-    if not cli.app.registered_commands:
-        cli._register_commands()
+    # Other test modules register single commands (plan) on the shared app: register all of them afresh.
+    monkeypatch.setattr(cli.app, "registered_commands", [])
+    monkeypatch.setattr(cli.app, "registered_groups", [])
+    for name in cli.COMMAND_MODULES:  # not cli._register_commands: a second call finds it patched out
+        importlib.import_module(name).register(cli.app)
     monkeypatch.setattr(cli, "_register_commands", lambda: None)
     monkeypatch.setattr(sys, "argv", ["domainlm", *argv])
     with pytest.raises(SystemExit) as exit_info:
