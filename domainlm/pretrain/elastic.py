@@ -67,7 +67,7 @@ def convert(checkpoint: Path, workers: int | None = None) -> Path:
     log.info("converting %s to a universal checkpoint (the rank count changed)", checkpoint)
     with contextlib.redirect_stdout(printed):  # DeepSpeed prints a line per phase; keep stdout for --json
         ds_to_universal.main(args)
-    (Path(checkpoint) / "latest_universal").unlink(missing_ok=True)  # names the temp folder; we pass the tag
+    remove_tree(Path(checkpoint) / "latest_universal")  # names the temp folder; we pass the tag
     (tmp / _DONE).write_text("ok\n", encoding="utf-8")
     os.replace(tmp, out)
     log.debug("%s", printed.getvalue())

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from domainlm.outputs import write_json
+from domainlm.outputs import remove_tree, write_json
 
 log = logging.getLogger(__name__)
 
@@ -60,4 +60,4 @@ def mark(run_dir: Path, rank: int, step: int) -> None:
 
 
 def clear(run_dir: Path) -> None:
-    (Path(run_dir) / PREEMPTED_NAME).unlink(missing_ok=True)
+    remove_tree(Path(run_dir) / PREEMPTED_NAME)  # the run dir carries domainlm's marker
