@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from domainlm import cli
 from domainlm.assets import sample_corpus
 from domainlm.demo.pipeline import prepare_out
 from domainlm.errors import ConfigError
 from domainlm.outputs import MARKER_NAME, check_output_dir, has_marker, output_lock, write_marker
+from tests.cli_runner import run_cli
 
 GPT2 = "gpt2"  # the shipped GPT-2 tokenizer: nothing to train for the commands that only need one
 
@@ -123,20 +123,6 @@ COMMANDS = [
 # Inputs of each command whose folder is case (d). The demo reads only shipped corpora: its (d) is
 # test_demo_refuses_the_shipped_corpora below, which never hands the package's own folder to a command.
 INPUT_OF = {"eval": "model", "pretrain": "mix"}
-
-
-def run_cli(monkeypatch, capsys, argv: list[str]) -> tuple[int, str]:
-    """`domainlm ARGV` in this process through cli.main (its exit code and stderr)."""
-    # Other test modules register single commands (plan) on the shared app: register all of them afresh.
-    monkeypatch.setattr(cli.app, "registered_commands", [])
-    monkeypatch.setattr(cli.app, "registered_groups", [])
-    for name in cli.COMMAND_MODULES:  # not cli._register_commands: a second call finds it patched out
-        importlib.import_module(name).register(cli.app)
-    monkeypatch.setattr(cli, "_register_commands", lambda: None)
-    monkeypatch.setattr(sys, "argv", ["domainlm", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    return exit_info.value.code, capsys.readouterr().err
 
 
 def _assert_refused(code: int, err: str, reason: str) -> None:
@@ -327,7 +313,6 @@ def test_a_refused_out_fails_before_any_measuring(
     command, case, world, sandbox, tmp_path, monkeypatch, capsys
 ):
     """--out is checked right after the inputs are resolved: a bad one costs no tokenizing or scoring."""
-    import importlib
 
     def measuring(*args, **kwargs):
         raise AssertionError(f"{command} started measuring before refusing --out")

@@ -10,35 +10,19 @@ curate's report and the mix manifest list the input URLs.
 from __future__ import annotations
 
 import gzip
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from domainlm import cli
 from domainlm.assets import reference_tokenizer
 from domainlm.errors import DataError
 from domainlm.outputs import MARKER_NAME
+from tests.cli_runner import run_cli
 from tests.storage.conftest import download, upload
 
 GPT2 = str(reference_tokenizer("gpt2"))
-
-
-def run_cli(monkeypatch, capsys, argv: list[str]) -> tuple[int, str]:
-    """`domainlm ARGV` in this process through cli.main: its exit code and stderr."""
-    # Other test modules register single commands (plan) on the shared app: register all of them afresh.
-    monkeypatch.setattr(cli.app, "registered_commands", [])
-    monkeypatch.setattr(cli.app, "registered_groups", [])
-    for name in cli.COMMAND_MODULES:  # not cli._register_commands: a second call finds it patched out
-        importlib.import_module(name).register(cli.app)
-    monkeypatch.setattr(cli, "_register_commands", lambda: None)
-    monkeypatch.setattr(sys, "argv", ["domainlm", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    return exit_info.value.code, capsys.readouterr().err
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
