@@ -84,7 +84,7 @@ BF16_FP32_GRADIENTS: dict[str, Any] = {
 
 
 def _check_bf16_stage(precision: str, zero_stage: int) -> None:
-    """DeepSpeed accumulates bf16 gradients in fp32 only under ZeRO (stage 0 raises NotImplementedError)."""
+    """DeepSpeed accumulates bf16 gradients in fp32 only under ZeRO (at stage 0 DeepSpeed refuses it)."""
     if precision == "bf16" and zero_stage == 0:
         raise ConfigError(
             "deepspeed.zero_stage 0 with train.precision bf16: DeepSpeed accumulates bf16 gradients in fp32 "
