@@ -10,20 +10,12 @@ from domainlm.pretrain.launch import format_command
 from domainlm.pretrain.run import PreparedRun
 
 
-def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
-    """Memory per GPU, step time and total time from domainlm.plan for the recipe's target GPU."""
-    from domainlm.plan.flops import hardware_flops_per_token, training_seconds
-    from domainlm.plan.hardware import get_gpu
-    from domainlm.plan.memory import Strategy, estimate_memory
-    from domainlm.plan.planner import DEFAULT_HFU
+def recipe_shape(prepared: PreparedRun) -> Any:
+    """The planner's shape of the recipe's Llama at the tokenizer's vocabulary."""
     from domainlm.plan.shapes import make_shape
 
-    recipe, model = prepared.recipe, prepared.recipe.model
-    if model.arch != "llama" or model.init_from is not None:
-        return {"note": "the planner models from-scratch Llama shapes over a built mix; no estimate"}
-    seq_len, ds = prepared.seq_len.value, recipe.deepspeed
-    gpu = get_gpu(recipe.launch.gpu_type)
-    shape = make_shape(
+    model = prepared.recipe.model
+    return make_shape(
         "llama",
         model.num_layers,
         model.hidden_size,
@@ -33,6 +25,21 @@ def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
         ffn_size=model.intermediate_size,
         tie_embeddings=model.tie_embeddings,
     )
+
+
+def planner_estimate(prepared: PreparedRun) -> dict[str, Any]:
+    """Memory per GPU, step time and total time from domainlm.plan for the recipe's target GPU."""
+    from domainlm.plan.flops import hardware_flops_per_token, training_seconds
+    from domainlm.plan.hardware import get_gpu
+    from domainlm.plan.memory import Strategy, estimate_memory
+    from domainlm.plan.planner import DEFAULT_HFU
+
+    recipe, model = prepared.recipe, prepared.recipe.model
+    if model.arch != "llama" or model.init_from is not None:
+        return {"note": "the planner models from-scratch Llama shapes over a built mix; no estimate"}
+    seq_len, ds = prepared.seq_len.value, recipe.deepspeed
+    gpu = get_gpu(recipe.launch.gpu_type)
+    shape = recipe_shape(prepared)
     strategy = Strategy(f"zero{ds.zero_stage}", ds.zero_stage, ds.offload_optimizer, ds.offload_params)
     gpus = prepared.spec.world_size
     memory = estimate_memory(

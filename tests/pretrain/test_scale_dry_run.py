@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from domainlm.cli import app
 from domainlm.cli.plan import register
-from domainlm.pretrain.dry_run import dry_run_report
+from domainlm.pretrain.dry_run import dry_run_report, recipe_shape
 from domainlm.pretrain.run import prepare_run
 
 runner = CliRunner()
@@ -60,18 +60,7 @@ def test_dry_run_time_charges_recompute_like_the_planner(tiny_data, tmp_path):
     estimate = dry_run_report(prepared)["estimate"]
     model = prepared.recipe.model
     assert prepared.recipe.deepspeed.activation_checkpointing is True and estimate["recompute"] == "full"
-    from domainlm.plan.shapes import make_shape
-
-    shape = make_shape(
-        "llama",
-        model.num_layers,
-        model.hidden_size,
-        model.num_heads,
-        prepared.inputs.tokenizer.vocab_size,
-        num_kv_heads=model.num_kv_heads,
-        ffn_size=model.intermediate_size,
-        tie_embeddings=model.tie_embeddings,
-    )
+    shape = recipe_shape(prepared)
     n, lht = shape.matmul_params, model.num_layers * model.hidden_size * 64
     per_step = (8 * n + 16 * lht) * estimate["tokens_per_step"]
     expected = per_step / (64 * get_gpu("h100-sxm").peak("bf16") * DEFAULT_HFU)
