@@ -265,9 +265,26 @@ class EvalConfig(StrictModel):
     micro_batch_size: int | None = Field(None, gt=0, description="None = train.micro_batch_size")
 
 
+class WandbConfig(StrictModel):
+    """Weights & Biases (the wandb package, rank 0 only). Login/API key: wandb's own env and settings."""
+
+    project: str = Field(..., min_length=1, description="W&B project")
+    entity: str | None = Field(None, description="team or user; None = wandb's default")
+    mode: Literal["online", "offline"] = Field("online", description="offline: sync later with `wandb sync`")
+
+
+class MlflowConfig(StrictModel):
+    """MLflow tracking (the mlflow or mlflow-skinny package, rank 0 only)."""
+
+    tracking_uri: str | None = Field(None, description="e.g. http://mlflow:5000; None = $MLFLOW_TRACKING_URI")
+    experiment: str = Field("domainlm", min_length=1, description="created when missing")
+
+
 class LoggingConfig(StrictModel):
     every_steps: int = Field(10, gt=0, description="one metrics line (and one device sync) per N steps")
     tensorboard: bool = Field(False, description="also write TensorBoard events to <run dir>/tb")
+    wandb: WandbConfig | None = Field(None, description="also log to Weights & Biases")
+    mlflow: MlflowConfig | None = Field(None, description="also log to MLflow")
 
 
 class LaunchConfig(StrictModel):

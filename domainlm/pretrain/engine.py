@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from domainlm.errors import ConfigError
+from domainlm.pretrain import cpu_comm
 from domainlm.pretrain.config import Recipe, global_batch_sequences, gradient_accumulation_steps
 
 # DeepSpeed prints a line every `steps_per_print` steps; our loop logs its own, so silence it.
@@ -144,7 +145,10 @@ def init_distributed(device: str) -> tuple[int, int]:
     if device == "cpu":
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
-    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    if device == "cpu":  # one rank maps a buffer too
+        cpu_comm.release_own_shm_buffer(rank)
+    return rank, world_size
 
 
 def initialize(model: torch.nn.Module, ds_config: dict[str, Any], scheduler_fn: Callable) -> Any:

@@ -40,6 +40,7 @@ from domainlm.pretrain.metrics import (
 from domainlm.pretrain.model import TokenIds, attention_shape, build_model, matmul_params
 from domainlm.pretrain.objectives import Objective, build_objective, special_ids_from_tokenizer, token_losses
 from domainlm.pretrain.spec import RunSpec, read_run_spec
+from domainlm.pretrain.trackers import open_trackers
 from domainlm.pretrain.vocab_init import prepare_vocabulary, rank_device
 
 log = logging.getLogger("domainlm.pretrain")
@@ -184,8 +185,7 @@ def build_context(run_dir: Path) -> Context:
     device_name = torch.cuda.get_device_name() if ds.accelerator_name() == "cuda" else None
     metrics = None
     if rank == 0:
-        tb = run_dir / "tb" if recipe.logging.tensorboard else None
-        metrics = MetricsWriter(run_dir / "metrics.jsonl", tb)
+        metrics = MetricsWriter(run_dir / "metrics.jsonl", open_trackers(recipe, run_dir))
     ctx = Context(
         spec=spec,
         recipe=recipe,

@@ -16,6 +16,7 @@ import numpy as np
 
 from domainlm.plan.flops import flops_per_token, mfu
 from domainlm.plan.hardware import gpu_for_device
+from domainlm.pretrain.trackers import Tracker, record_scalars
 from domainlm.units import format_duration
 
 
@@ -121,38 +122,24 @@ def format_eval_line(step: int, name: str, summary: dict[str, Any]) -> str:
 
 
 class MetricsWriter:
-    """Appends one JSON object per line to metrics.jsonl (rank 0 only), and optionally TensorBoard."""
+    """Appends one JSON object per line to metrics.jsonl (rank 0 only), and passes the numbers to the
+    recipe's trackers (domainlm.pretrain.trackers: TensorBoard, W&B, MLflow)."""
 
-    def __init__(self, path: Path, tensorboard_dir: Path | None = None) -> None:
+    def __init__(self, path: Path, trackers: list[Tracker] | None = None) -> None:
         self.path = path
-        self._tb = None
-        if tensorboard_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(tensorboard_dir))
+        self._trackers = list(trackers or [])
 
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        if self._tb is not None:
-            prefix = f"eval/{record['domain']}" if record.get("kind") == "eval" else "train"
-            for key, value in _scalars(record, prefix):
-                self._tb.add_scalar(key, value, record["step"])
+        if self._trackers:
+            scalars = record_scalars(record)
+            for tracker in self._trackers:
+                tracker.log(scalars, record["step"])
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-
-
-def _scalars(record: dict[str, Any], prefix: str) -> list[tuple[str, float]]:
-    """TensorBoard tags of a record's numbers, nested dicts as paths: train/sources/legal/loss."""
-    found = []
-    for key, value in record.items():
-        if isinstance(value, dict):
-            found += _scalars(value, f"{prefix}/{key}")
-        elif isinstance(value, int | float) and not isinstance(value, bool) and key != "step":
-            found.append((f"{prefix}/{key}", value))
-    return found
+        for tracker in self._trackers:
+            tracker.close()
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import Any
 from domainlm.errors import ConfigError, ResourceError
 from domainlm.outputs import atomic_write_text, check_output_dir, prepare_run_dir, write_json
 from domainlm.pretrain import checkpoint as ckpt
-from domainlm.pretrain import elastic, preempt
+from domainlm.pretrain import cpu_comm, elastic, preempt, trackers
 from domainlm.pretrain.config import Recipe, global_batch_sequences, max_steps
 from domainlm.pretrain.engine import build_deepspeed_config
 from domainlm.pretrain.inputs import RunInputs, Sourced, load_run, relpath_inside
@@ -274,10 +274,7 @@ def _check_optional_packages(recipe: Recipe, device: str = "cuda") -> None:
                 "model.attention flash_attention_2: needs CUDA GPUs, but the run is on CPU ranks; "
                 "set model.attention: sdpa"
             )
-    if recipe.logging.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError(
-            "logging.tensorboard: the tensorboard package is not installed; pip install tensorboard"
-        )
+    trackers.check_packages(recipe.logging)
 
 
 def _warn_epochs(recipe: Recipe, manifest: Any, total_samples: int) -> None:
@@ -396,6 +393,7 @@ def launch_together(runs: list[PreparedRun]) -> list[Path]:
 
 def _run_command(command: list[str], prepared: PreparedRun) -> None:
     log.info("launching: %s", format_command(command, prepared.spec))
+    _check_build_lock(prepared.spec)
     preempt.clear(prepared.run_dir)
     # Rank output goes to stderr, like our logs, so stdout stays clean for --json.
     result = subprocess.run(command, env=prepared.env, check=False, stdout=sys.stderr)
@@ -409,6 +407,16 @@ def _run_command(command: list[str], prepared: PreparedRun) -> None:
         raise ResourceError(
             f"training exited with status {result.returncode}; see {prepared.run_dir / 'logs'}/rank*.log "
             "(rerun the same command to resume from the last checkpoint)"
+        )
+
+
+def _check_build_lock(spec: LaunchSpec) -> None:
+    """A killed launch's JIT build lock makes every CPU rank wait forever: say so instead of hanging."""
+    lock = cpu_comm.stale_build_lock() if spec.device == "cpu" and not spec.remote else None
+    if lock is not None:
+        raise ResourceError(
+            f"{lock}: a build lock left by a killed launch (older than {cpu_comm.STALE_LOCK_S // 60} min); "
+            "delete it if no other DeepSpeed launch is building, then rerun"
         )
 
 

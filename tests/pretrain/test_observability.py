@@ -7,7 +7,8 @@ import pytest
 
 from domainlm.mix.manifest import SourceIds, open_mix
 from domainlm.pretrain.engine import peak_memory_bytes
-from domainlm.pretrain.metrics import SourceTracker, _scalars, format_train_line
+from domainlm.pretrain.metrics import SourceTracker, format_train_line
+from domainlm.pretrain.trackers import scalar_tags
 
 
 def test_tokens_per_source_count_every_consumed_sequence_across_epochs_and_resume(tiny_data):
@@ -66,7 +67,7 @@ def test_log_line_names_memory_sources_and_skipped_steps():
 
 def test_tensorboard_tags_flatten_sources():
     record = {"kind": "train", "step": 3, "loss": 2.0, "sources": {"legal": {"loss": 1.5, "share": 0.5}}}
-    assert _scalars(record, "train") == [
+    assert scalar_tags(record, "train") == [
         ("train/loss", 2.0),
         ("train/sources/legal/loss", 1.5),
         ("train/sources/legal/share", 0.5),

@@ -74,17 +74,6 @@ def test_changed_recipe_is_refused_unless_forced(tiny_data, tiny_recipe, tmp_pat
     prepare_run(tiny_recipe, ["eval.every_steps=5"], out=tmp_path)  # eval/logging may change
 
 
-def test_missing_tensorboard_is_named(tiny_recipe, tmp_path, monkeypatch):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name: None if name == "tensorboard" else real(name)
-    )
-    with pytest.raises(ConfigError, match="logging.tensorboard: the tensorboard package is not installed"):
-        prepare_run(tiny_recipe, ["logging.tensorboard=true"], out=tmp_path)
-
-
 def test_other_data_is_refused_and_another_rank_count_is_elastic(tiny_data, tiny_recipe, tmp_path):
     _checkpoint(tmp_path / "a", 10, tiny_data[1], data_fingerprint="f" * 64)
     with pytest.raises(DataError, match="cannot resume: data fingerprint ffffffffffff"):

@@ -3,12 +3,16 @@ corruption, export. Three launches in all (each rank start-up costs seconds), sh
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from domainlm.pretrain.checkpoint import complete_checkpoints
+from domainlm.pretrain.cpu_comm import shm_buffers
 from domainlm.pretrain.metrics import read_metrics
 from domainlm.pretrain.run import prepare_run
 from domainlm.testing.distributed import kill_when, start, train_together
@@ -41,17 +45,32 @@ def falls(losses: dict[int, float]) -> tuple[float, float]:
 def zero_runs(tiny_recipe, tmp_path_factory) -> dict[int, Path]:
     """The same causal recipe and seed at ZeRO stages 0, 1, 2 and 3, in one launch."""
     root = tmp_path_factory.mktemp("zero")
-    runs = [prepare_run(tiny_recipe, [f"deepspeed.zero_stage={s}"], root / f"stage{s}") for s in STAGES]
+    with pytest.MonkeyPatch.context() as env:  # the launch environment every rank inherits
+        env.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow-skinny has no database store
+        env.setenv("WANDB_CONFIG_DIR", str(root / "wandb_config"))
+        env.setenv("WANDB_CACHE_DIR", str(root / "wandb_cache"))
+        runs = [prepare_run(tiny_recipe, _trackers(root, s), root / f"stage{s}") for s in STAGES]
     train_together(runs)
     return {s: root / f"stage{s}" for s in STAGES}
 
 
+def _trackers(root: Path, stage: int) -> list[str]:
+    """Stage 1 also logs to TensorBoard, W&B (offline) and MLflow (a file store), inside the real ranks."""
+    overrides = [f"deepspeed.zero_stage={stage}"]
+    if stage == 1 and all(importlib.util.find_spec(m) for m in ("tensorboard", "wandb", "mlflow")):
+        uri = (root / "mlruns").as_uri()
+        overrides += ["logging.tensorboard=true", "logging.wandb.project=tiny", "logging.wandb.mode=offline"]
+        overrides += [f"logging.mlflow.tracking_uri={uri}"]
+    return overrides
+
+
 @pytest.fixture(scope="module")
-def later_runs(tiny_recipe, tmp_path_factory) -> dict[str, Path]:
+def later_runs(tiny_recipe, tmp_path_factory) -> dict[str, Any]:
     """A ZeRO-3 run SIGKILLed after its step-10 checkpoint, then (one launch) its resume, MLM and span."""
     root = tmp_path_factory.mktemp("later")
     killed = root / "killed"
-    process = start(prepare_run(tiny_recipe, ["deepspeed.zero_stage=3"], killed), root / "killed.log")
+    first = prepare_run(tiny_recipe, ["deepspeed.zero_stage=3"], killed)
+    process = start(first, root / "killed.log")
     marker = killed / "checkpoints" / f"step_{KILL_AFTER_CHECKPOINT:08d}" / "trainer_state.json"
     assert kill_when(process, marker.is_file, timeout_s=900), (root / "killed.log").read_text()[-3000:]
     runs = [
@@ -74,7 +93,8 @@ def later_runs(tiny_recipe, tmp_path_factory) -> dict[str, Path]:
     ]
     assert runs[0].resume_from is not None and runs[0].resume_from.name == "step_00000010"
     train_together(runs)
-    return {"killed": killed, "mlm": root / "mlm", "span": root / "span"}
+    ports = (first.spec.master_port, runs[0].spec.master_port)
+    return {"killed": killed, "mlm": root / "mlm", "span": root / "span", "ports": ports}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -96,6 +116,13 @@ def test_kill_and_resume_reproduces_uninterrupted_losses(zero_runs, later_runs):
     assert sorted(resumed) == list(range(1, 31))
     for step in range(KILL_AFTER_CHECKPOINT + 1, 31):
         assert resumed[step] == pytest.approx(baseline[step], abs=1e-6), step
+
+
+def test_no_shared_memory_is_left_behind_even_by_a_killed_run(later_runs):
+    """DeepSpeed's CPU all-reduce buffers (66 MiB per rank, in RAM) used to outlive every run."""
+    killed_port, finished_port = later_runs["ports"]
+    assert killed_port != finished_port
+    assert shm_buffers(killed_port) == [] and shm_buffers(finished_port) == []
 
 
 def test_checkpoints_keep_the_last_k(zero_runs):
@@ -121,6 +148,31 @@ def test_metrics_lines_and_per_domain_eval(zero_runs):
     for record in evals.values():
         assert record["perplexity"] == pytest.approx(math.exp(record["loss"]))
         assert 0 < record["bits_per_byte"] < record["loss"] / math.log(2)  # > 1 byte per token
+
+
+def test_trackers_in_the_ranks_log_the_metrics_losses(zero_runs, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    pytest.importorskip("wandb")
+    pytest.importorskip("mlflow")
+    pytest.importorskip("tensorboard")
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.pretrain.wandb_records import history
+
+    run = zero_runs[1]
+    expected = [(r["step"], r["loss"]) for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
+    assert len(expected) == 30
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in events.Scalars("train/loss")] == expected
+    ids = json.loads((run / "trackers.json").read_text())
+    client = MlflowClient(tracking_uri=(run.parent / "mlruns").as_uri())
+    assert [(m.step, m.value) for m in client.get_metric_history(ids["mlflow"], "train/loss")] == expected
+    assert len(client.get_metric_history(ids["mlflow"], "eval/legal/bits_per_byte")) == 1
+    (wandb_file,) = (run / "wandb").glob(f"offline-run-*/run-{ids['wandb']}.wandb")
+    logged = [(row["_step"], row["train/loss"]) for row in history(wandb_file) if "train/loss" in row]
+    assert logged == expected
 
 
 @pytest.mark.parametrize("name", ["mlm", "span"])
