@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ from rich.table import Table
 from domainlm.cli.executor_options import Executor, RayAddress
 from domainlm.cli.options import Json, Overwrite, Quiet, StorageOptions, out_option, use_storage_options
 from domainlm.config import resolve_cli_path
+from domainlm.machine import usable_cores
 from domainlm.outputs import to_json
 from domainlm.progress import console
 from domainlm.storage import is_url
@@ -23,10 +23,6 @@ redact corpora before `domainlm mix`. Writes OUT/<source>.jsonl.gz (kept documen
 source and input id), OUT/removed.jsonl.gz (every removal and why), OUT/report.json and report.md.
 With --reference EVAL.jsonl, training documents sharing 13-word n-grams with that held-out or
 benchmark text are removed (decontamination)."""
-
-
-def _default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _counts_row(name: str, counts: dict[str, Any], style: str = "") -> list[str]:
@@ -166,7 +162,7 @@ def curate_command(
 
     use_storage_options(storage_option)
 
-    workers = workers or _default_workers()  # 0: one per CPU core; curate() validates the rest
+    workers = workers or usable_cores()  # 0: one per CPU core; curate() validates the rest
     cfg = load_curate_config(config, overrides or [])
     if reference:
         paths = [*cfg.decontaminate.references, *(str(resolve_cli_path(p)) for p in reference)]

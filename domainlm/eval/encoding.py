@@ -21,7 +21,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from domainlm.tokenizer.bpe_probes import adversarial_texts
-from domainlm.tokenizer.fast_bpe import TiktokenEncoder, check_fast_encoder
+from domainlm.tokenizer.fast_bpe import TiktokenEncoder, check_fast_encoder, first_difference
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,6 @@ def _valid_unicode(texts: Sequence[str]) -> list[str]:
     return [t for t in texts if not any(0xD800 <= ord(c) < 0xE000 for c in t)]
 
 
-def _first_difference(reference: TextIds, fast: TextIds, texts: list[str]) -> str | None:
-    for text, want, got in zip(texts, reference.encode(texts), fast.encode(texts), strict=True):
-        if not np.array_equal(want, got):
-            return text
-    return None
-
-
 def text_encoder(tokenizer: Any, probe_texts: Sequence[str] = (), fast: bool = True) -> TextIds:
     """The fast ids when they are proved to be the tokenizer's own (see the module docstring), else
     the tokenizer's call. `probe_texts` (a few of the documents) are checked too; `fast=False`
@@ -112,7 +105,7 @@ def text_encoder(tokenizer: Any, probe_texts: Sequence[str] = (), fast: bool = T
     candidate = FastIds(encoder)
     added = [t.content for t in backend.get_added_tokens_decoder().values()]
     texts = _valid_unicode([*probe_texts, *adversarial_texts(added)])
-    differs = _first_difference(reference, candidate, texts)
+    differs = first_difference(texts, reference.encode(texts), candidate.encode(texts))
     if differs is not None:
         log.debug("eval encoder: transformers (tiktoken differs from the tokenizer on %r)", differs[:60])
         return reference

@@ -68,7 +68,9 @@ def _readers(config: MixConfig, strict: bool) -> list[CorpusReader]:
     ]
 
 
-def _encoder(loaded: LoadedTokenizer, readers: list[CorpusReader]) -> BatchEncoder:
+def checked_encoder(loaded: LoadedTokenizer, readers: list[CorpusReader]) -> BatchEncoder:
+    """The sources' encoder: long documents are split only when splitting is proved exact on their
+    first documents, which also probe the fast (tiktoken) path. The local and the Ray build share it."""
     samples = [doc.text[:_PROBE_CHARS] for reader in readers for doc in islice(iter(reader), _PROBE_DOCS)]
     exact = splitting_is_exact(loaded.tokenizer, samples)
     if not exact:
@@ -202,7 +204,7 @@ def build_mix(
             fill_cache_on_ray(ray, config, readers, cache, token_cache, strict, quiet)
     output = _output(out, overwrite, inputs, quiet)
     with output as root, make_progress(quiet) as progress:
-        encoder = LazyEncoder(loaded, lambda: _encoder(loaded, readers))
+        encoder = LazyEncoder(loaded, lambda: checked_encoder(loaded, readers))
         sources = _tokenize_all(config, readers, encoder, root, progress, token_cache)
         schedule = _allocate(config, sources)
         manifest = None

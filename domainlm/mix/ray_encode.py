@@ -17,11 +17,11 @@ from typing import Any
 
 from domainlm.corpus.readers import CorpusReader
 from domainlm.executors.ray_cluster import get
-from domainlm.mix.build import _encoder
+from domainlm.mix.build import checked_encoder
 from domainlm.mix.cache import TokenCache, cache_key, default_cache_dir, file_digests, file_stamp, open_cache
 from domainlm.mix.config import MixConfig
 from domainlm.mix.encode import LazyEncoder, load_mix_tokenizer
-from domainlm.mix.sources import _cached_file, entry_inputs
+from domainlm.mix.sources import cached_file, entry_inputs
 from domainlm.progress import make_progress
 from domainlm.storage import set_storage_options, storage_options
 from domainlm.storage.paths import as_path
@@ -50,7 +50,7 @@ def _worker_encoder(tokenizer: str, eos: str | None, sources: list[dict], strict
             CorpusReader(s["paths"], source=s["name"], text_field=s["text_field"], strict=strict)
             for s in sources
         ]
-        _ENCODERS[key] = LazyEncoder(loaded, lambda: _encoder(loaded, readers))
+        _ENCODERS[key] = LazyEncoder(loaded, lambda: checked_encoder(loaded, readers))
     return _ENCODERS[key]
 
 
@@ -74,7 +74,7 @@ def tokenize_file(job: dict, tokenizer: str, eos: str | None, sources: list[dict
         counts["documents"] += num_docs
         counts["bytes"] += num_bytes
 
-    _cached_file(cache, reader, encoder, _CacheOnly(), count, digests, stamp)
+    cached_file(cache, reader, encoder, _CacheOnly(), count, digests, stamp)
     return counts
 
 

@@ -257,7 +257,7 @@ def _replay_entry(entry: CacheEntry, file: str, name: str, sink: _SourceSink, on
     return entry.read_stats(file)
 
 
-def _cached_file(
+def cached_file(
     cache: TokenCache,
     reader: CorpusReader,
     encoder: AnyEncoder,
@@ -351,7 +351,7 @@ def tokenize_source(
                 _note_encoder(result, encoder.encoder_name)
             else:
                 per_file.append(
-                    _cached_file(cache, file_reader, encoder, sink, on_batch, digests, stamps[path])
+                    cached_file(cache, file_reader, encoder, sink, on_batch, digests, stamps[path])
                 )
     finally:
         sink.close()

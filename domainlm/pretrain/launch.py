@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from domainlm.errors import ConfigError, ResourceError
+from domainlm.machine import usable_cores
 from domainlm.pretrain.config import LaunchConfig
 
 WORKER_MODULE = "domainlm.pretrain.worker"
@@ -245,7 +246,7 @@ def launch_env(
     if spec.device == "cpu":
         env["DS_ACCELERATOR"] = "cpu"
         # One intra-op thread per core share: N ranks x M threads must not oversubscribe the cores.
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // spec.num_gpus))
+        env["OMP_NUM_THREADS"] = str(max(1, usable_cores() // spec.num_gpus))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

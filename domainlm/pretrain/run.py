@@ -19,7 +19,7 @@ from typing import Any
 from domainlm.errors import ConfigError, ResourceError
 from domainlm.outputs import atomic_write_text, check_output_dir, prepare_run_dir, write_json
 from domainlm.pretrain import checkpoint as ckpt
-from domainlm.pretrain import cpu_comm, elastic, preempt, trackers
+from domainlm.pretrain import elastic, preempt, preflight
 from domainlm.pretrain.config import Recipe, global_batch_sequences, max_steps
 from domainlm.pretrain.engine import build_deepspeed_config
 from domainlm.pretrain.inputs import RunInputs, Sourced, load_run, relpath_inside
@@ -128,7 +128,7 @@ def prepare_run(
         _check_run_dir(run_dir, found, resume, total_steps)
     if found is not None:
         _check_resume(recipe, run_dir, found, inputs, spec.world_size, force_resume, allow_batch_change)
-    _check_optional_packages(recipe, spec.device)
+    preflight.check_packages(recipe, spec.device)
     return PreparedRun(
         recipe=recipe,
         run_dir=run_dir,
@@ -255,28 +255,6 @@ def _check_same_training(recipe: Recipe, run_dir: Path, allow_batch_change: bool
         )
 
 
-def _check_optional_packages(recipe: Recipe, device: str = "cuda") -> None:
-    """Packages the ranks would import: missing ones fail here, in one line, not on every rank after launch."""
-    import importlib.util
-
-    from domainlm.pretrain.speed import check_switches
-
-    check_switches(recipe, device)  # model.liger_kernels: the package, a GPU, a llama
-
-    if recipe.model.attention == "flash_attention_2":
-        if importlib.util.find_spec("flash_attn") is None:
-            raise ConfigError(
-                "model.attention flash_attention_2: the flash-attn package is not installed here (pip install "
-                "flash-attn on every node), or set model.attention: sdpa (flash kernels through torch)"
-            )
-        if device == "cpu":
-            raise ConfigError(
-                "model.attention flash_attention_2: needs CUDA GPUs, but the run is on CPU ranks; "
-                "set model.attention: sdpa"
-            )
-    trackers.check_packages(recipe.logging)
-
-
 def _warn_epochs(recipe: Recipe, manifest: Any, total_samples: int) -> None:
     """train.total_tokens (or max_steps) beyond the mix wraps around: say how many epochs (mix known)."""
     from domainlm.pretrain.data import epochs_warning
@@ -393,7 +371,7 @@ def launch_together(runs: list[PreparedRun]) -> list[Path]:
 
 def _run_command(command: list[str], prepared: PreparedRun) -> None:
     log.info("launching: %s", format_command(command, prepared.spec))
-    _check_build_lock(prepared.spec)
+    preflight.check_build_lock(prepared.spec)
     preempt.clear(prepared.run_dir)
     # Rank output goes to stderr, like our logs, so stdout stays clean for --json.
     result = subprocess.run(command, env=prepared.env, check=False, stdout=sys.stderr)
@@ -407,16 +385,6 @@ def _run_command(command: list[str], prepared: PreparedRun) -> None:
         raise ResourceError(
             f"training exited with status {result.returncode}; see {prepared.run_dir / 'logs'}/rank*.log "
             "(rerun the same command to resume from the last checkpoint)"
-        )
-
-
-def _check_build_lock(spec: LaunchSpec) -> None:
-    """A killed launch's JIT build lock makes every CPU rank wait forever: say so instead of hanging."""
-    lock = cpu_comm.stale_build_lock() if spec.device == "cpu" and not spec.remote else None
-    if lock is not None:
-        raise ResourceError(
-            f"{lock}: a build lock left by a killed launch (older than {cpu_comm.STALE_LOCK_S // 60} min); "
-            "delete it if no other DeepSpeed launch is building, then rerun"
         )
 
 

@@ -214,13 +214,14 @@ def extend_embeddings(
     if _is_tied(model) != tied:
         raise RuntimeError(f"resizing changed the tying of input and output embeddings (was tied: {tied})")
     rows = model.get_input_embeddings().weight.shape[0]
-    logger.info(
-        "extended the vocabulary from %d to %d tokens (%d embedding rows, %s head)",
-        mapping.base_vocab_size,
-        mapping.vocab_size,
-        rows,
-        "tied" if tied else "untied",
-    )
+    head = "tied" if tied else "untied"
+    if mapping.tokens:
+        logger.info(
+            "extended the vocabulary from %d to %d tokens (%d embedding rows, %s head)",
+            *(mapping.base_vocab_size, mapping.vocab_size, rows, head),
+        )
+    elif rows != model_rows:
+        logger.info("padded the embeddings from %d to %d rows (%s head)", model_rows, rows, head)
     return rows
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
@@ -32,6 +31,7 @@ from typing import Protocol
 import numpy as np
 from tokenizers import Tokenizer
 
+from domainlm.machine import usable_cores
 from domainlm.tokenizer.bpe_probes import adversarial_texts
 from domainlm.tokenizer.load import byte_decoder
 
@@ -54,12 +54,6 @@ _CHUNKS_PER_THREAD = 4  # tasks per thread in a batch: balances uneven documents
 
 class NotConvertible(Exception):
     """The tokenizer has something tiktoken cannot reproduce; the message says what."""
-
-
-def _usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def replace_surrogates(text: str) -> str:
@@ -105,7 +99,7 @@ class TiktokenEncoder:
     def __init__(self, encoding, id_of_rank: np.ndarray | None, num_threads: int | None = None):
         self.encoding = encoding  # tiktoken.Encoding
         self.id_of_rank = id_of_rank  # None when tiktoken's ranks are the tokenizer's ids
-        self.num_threads = num_threads or _usable_cores()
+        self.num_threads = num_threads or usable_cores()
 
     def encode(self, text: str) -> np.ndarray:
         # Special tokens are split out everywhere, as `tokenizers` splits added tokens out of any text.
@@ -301,12 +295,12 @@ def token_texts(tokenizer: Tokenizer) -> list[str]:
     return texts + ["".join(texts[i : i + 48]) for i in range(0, len(texts), 48)]
 
 
-def first_difference(reference: Encoder, candidate: Encoder, texts: Sequence[str]) -> str | None:
-    """The first text on which the two encoders give different ids, or None when all agree."""
-    for text, want, got in zip(
-        texts, reference.encode_batch(texts), candidate.encode_batch(texts), strict=True
-    ):
-        if not np.array_equal(want, got):
+def first_difference(
+    texts: Sequence[str], wanted: Sequence[Sequence[int]], got: Sequence[Sequence[int]]
+) -> str | None:
+    """The first text whose two id sequences differ, or None when all agree."""
+    for text, want, have in zip(texts, wanted, got, strict=True):
+        if not np.array_equal(want, have):
             return text
     return None
 
@@ -332,7 +326,9 @@ def _checked_conversion(tokenizer: Tokenizer) -> tuple[TiktokenEncoder | None, s
             return None, str(exc)  # found from the files alone: cheap, not kept
         added = [t.content for t in tokenizer.get_added_tokens_decoder().values()]
         texts = [*adversarial_texts(added), *token_texts(tokenizer)]
-        differs = first_difference(TokenizersEncoder(tokenizer), fast, texts)
+        differs = first_difference(
+            texts, TokenizersEncoder(tokenizer).encode_batch(texts), fast.encode_batch(texts)
+        )
         if differs is not None:
             fast, reason = None, _difference_note(differs)
         while len(_CHECKED) >= _CHECKED_MAX:
@@ -351,7 +347,10 @@ def check_fast_encoder(
         return None, reason
     fast = TiktokenEncoder(fast.encoding, fast.id_of_rank, num_threads)
     if probe_texts:
-        differs = first_difference(TokenizersEncoder(tokenizer), fast, list(probe_texts))
+        probes = list(probe_texts)
+        differs = first_difference(
+            probes, TokenizersEncoder(tokenizer).encode_batch(probes), fast.encode_batch(probes)
+        )
         if differs is not None:
             return None, _difference_note(differs)
     return fast, reason

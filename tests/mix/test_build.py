@@ -43,7 +43,9 @@ def test_manifest_checksums_and_sizes(finance_result):
         "domainlm.mix/v1", "uint16", 50257, 50256,
     )  # fmt: skip
     assert manifest.tokenizer.fingerprint == load_tokenizer(GPT2).fingerprint
-    assert manifest.eos_token == manifest.tokenizer.eos_token == "<|endoftext|>"  # pretrain loads it the same way
+    assert (
+        manifest.eos_token == manifest.tokenizer.eos_token == "<|endoftext|>"
+    )  # pretrain loads it the same way
     for shard in manifest.train.shards:
         path = root / shard.path
         assert file_sha256(path) == shard.sha256

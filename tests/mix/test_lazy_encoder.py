@@ -26,13 +26,13 @@ def corpora(small_corpora, tmp_path) -> Path:
 def builds(monkeypatch) -> list[int]:
     """One item per encoder built (splitting check + fast encoder proof)."""
     calls: list[int] = []
-    real = build_module._encoder
+    real = build_module.checked_encoder
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(build_module, "_encoder", counting)
+    monkeypatch.setattr(build_module, "checked_encoder", counting)
     return calls
 
 

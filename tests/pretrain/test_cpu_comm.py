@@ -10,7 +10,7 @@ import pytest
 from domainlm.errors import ResourceError
 from domainlm.pretrain import cpu_comm
 from domainlm.pretrain.launch import LaunchSpec
-from domainlm.pretrain.run import _check_build_lock
+from domainlm.pretrain.preflight import check_build_lock
 
 
 def _lock(root, age_s: float):
@@ -40,11 +40,11 @@ def test_a_cpu_launch_names_the_stale_lock(tmp_path, monkeypatch):
         device="cpu", num_gpus=2, num_nodes=1, hostfile=None, launcher="deepspeed", master_port=1
     )
     with pytest.raises(ResourceError, match=str(lock)):
-        _check_build_lock(spec)
+        check_build_lock(spec)
     cuda = LaunchSpec(
         device="cuda", num_gpus=2, num_nodes=1, hostfile=None, launcher="deepspeed", master_port=1
     )
-    _check_build_lock(cuda)  # GPU ranks do not build the CPU op
+    check_build_lock(cuda)  # GPU ranks do not build the CPU op
     assert lock.is_file()  # reported, never deleted: it is torch's file
 
 

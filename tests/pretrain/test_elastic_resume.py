@@ -20,8 +20,8 @@ from domainlm.errors import ConfigError
 from domainlm.mix.dataset import train_dataset
 from domainlm.mix.manifest import open_mix
 from domainlm.pretrain.checkpoint import STATE_NAME, complete_checkpoints
-from domainlm.pretrain.data import TrainBatches
 from domainlm.pretrain.cpu_comm import shm_buffers
+from domainlm.pretrain.data import TrainBatches
 from domainlm.pretrain.elastic import check_global_batch, is_converted
 from domainlm.pretrain.metrics import read_metrics
 from domainlm.pretrain.run import prepare_run

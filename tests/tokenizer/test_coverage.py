@@ -118,7 +118,9 @@ def test_bad_inputs_fail_with_one_line_errors(hand_inputs: dict[str, Path], tmp_
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "tokenizer.json").write_text("{not json")
-    with pytest.raises(DataError, match=r"tokenizer .*broken/tokenizer.json: not valid JSON \(Expecting property name"):
+    with pytest.raises(
+        DataError, match=r"tokenizer .*broken/tokenizer.json: not valid JSON \(Expecting property name"
+    ):
         build_coverage_report([("b", broken)], [corpus])
     with pytest.raises(DataError, match="missing.jsonl: no such file or directory"):
         build_coverage_report([tok], [("m", tmp_path / "missing.jsonl")])

@@ -51,7 +51,7 @@ class MinHasher:
         return minhash.hashvalues
 
 
-def _band_key(band: bytes) -> bytes:
+def band_key(band: bytes) -> bytes:
     # Compress each LSH band key to 8 bytes (datasketch's `hashfunc` hook): a band of 8 rows is
     # 32 bytes otherwise, and the index holds one key per band per kept document.
     return hashlib.blake2b(band, digest_size=8).digest()
@@ -69,7 +69,7 @@ class NearIndex:
     def __init__(self, config: NearDedupConfig) -> None:
         self.config = config
         self._lsh = MinHashLSH(
-            num_perm=config.num_perm, params=(config.bands, config.rows), hashfunc=_band_key
+            num_perm=config.num_perm, params=(config.bands, config.rows), hashfunc=band_key
         )
         self._permutations = MinHash(num_perm=config.num_perm, seed=config.seed, scheme=_SCHEME).permutations
         self._blocks: list[np.ndarray] = []

@@ -31,7 +31,7 @@ from rich.progress import Progress
 from domainlm.corpus.curate.config import CurateConfig
 from domainlm.corpus.curate.decontaminate import ReferenceIndex
 from domainlm.corpus.curate.dedup_exact import ExactIndex
-from domainlm.corpus.curate.dedup_near import _band_key
+from domainlm.corpus.curate.dedup_near import band_key
 from domainlm.corpus.curate.merge import DedupMerger
 from domainlm.corpus.curate.process import EMPTY_RULE, DocProcessor, DocRecord, mark_repeats
 from domainlm.corpus.curate.ray_records import from_ipc, iter_records, records_table, signature_of, to_ipc
@@ -64,7 +64,7 @@ RETRIES = 3  # a task whose worker dies (node lost, OOM-killed) runs again; a ta
 def _band_hasher(config: CurateConfig) -> MinHashLSH:
     """datasketch's own band keys (the index NearIndex builds), so buckets are exactly the local ones."""
     near = config.near_dedup
-    return MinHashLSH(num_perm=near.num_perm, params=(near.bands, near.rows), hashfunc=_band_key)
+    return MinHashLSH(num_perm=near.num_perm, params=(near.bands, near.rows), hashfunc=band_key)
 
 
 def map_file(
