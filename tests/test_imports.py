@@ -16,7 +16,7 @@ PACKAGE = Path(domainlm.__file__).parent
 
 # Rank of each top-level part of domainlm: a module may import ranks <= its own.
 SHARED = (
-    "errors", "config", "outputs", "progress", "assets", "units", "losses", "naming", "architectures", "storage",
+    "errors", "config", "outputs", "progress", "assets", "units", "losses", "naming", "architectures", "storage", "machine",
     "executors",
 )  # fmt: skip
 PIPELINE = ("corpus", "tokenizer", "mix", "plan", "pretrain", "eval")
