@@ -9,6 +9,7 @@ run: their ids are kept in <run dir>/trackers.json (W&B drops re-logged steps at
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import time
 import uuid
@@ -81,15 +82,11 @@ def open_trackers(recipe: Recipe, run_dir: Path) -> list[Tracker]:
         ids["mlflow"] = tracker.run_id
         trackers.append(tracker)
     if ids:
-        import json
-
         atomic_write_text(run_dir / IDS_FILE, json.dumps(ids, indent=2, sort_keys=True) + "\n")
     return trackers
 
 
 def _read_ids(run_dir: Path) -> dict[str, str]:
-    import json
-
     path = run_dir / IDS_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
