@@ -38,6 +38,8 @@ def release_own_shm_buffer(rank: int) -> None:
     if not (addr and port):
         return
     dist.barrier()
+    # Only the name this rank's own DeepSpeed created for this run (its uid, rendezvous and rank): what a
+    # domainlm command wrote. Other runs' buffers, and anything else in /dev/shm, are never touched.
     (SHM_DIR / f"{SHM_PREFIX}_{os.getuid()}_{addr}_{port}_{rank}").unlink(missing_ok=True)
 
 
