@@ -4,6 +4,7 @@ metrics.jsonl, read back through the tracker's own reader; a resumed run continu
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 
@@ -69,7 +70,7 @@ def test_every_tracker_gets_every_number(tracked, tmp_path):
     assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 5.0), (2, 4.0), (3, 3.0)]
     assert [(e.step, e.value) for e in events.Scalars("eval/legal/bits_per_byte")] == [(3, 1.25)]
 
-    ids = __import__("json").loads((run_dir / IDS_FILE).read_text())
+    ids = json.loads((run_dir / IDS_FILE).read_text())
     client = MlflowClient(tracking_uri=uri)
     loss = client.get_metric_history(ids["mlflow"], "train/sources/legal/loss")
     assert [(m.step, m.value) for m in loss] == [(1, 4.5), (2, 3.5), (3, 2.5)]
@@ -97,7 +98,7 @@ def test_a_resumed_run_continues_the_same_runs(tracked, tmp_path):
     first = (run_dir / IDS_FILE).read_text()
     _write(recipe, run_dir, TRAIN[2:])
     assert (run_dir / IDS_FILE).read_text() == first
-    ids = __import__("json").loads(first)
+    ids = json.loads(first)
     history_ = MlflowClient(tracking_uri=uri).get_metric_history(ids["mlflow"], "train/loss")
     assert [m.step for m in history_] == [1, 2, 3]
 
